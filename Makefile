@@ -1,0 +1,32 @@
+# rewirejax: `make demo` runs the main job on a small default, `make test` runs the tests.
+# Both install first (into .venv, from the exact pins in constraints.txt) when needed.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[test]"
+	touch $(STAMP)
+
+demo: install
+	$(PY) experiments/permutation_recovery.py
+
+test: install
+	$(PY) -m pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check rewirejax experiments tests
+	$(VENV)/bin/ruff format --check rewirejax experiments tests
+
+bench: install
+	$(PY) experiments/bench.py
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache .ruff_cache
