@@ -99,7 +99,13 @@ def softsort(scores: Array, tau: float | Array) -> Array:
     it tends to the hard permutation matrix ``I[argsort(scores), :]``.
   """
   _check_tau(tau)
-  sorted_scores = jnp.sort(scores, axis=-1)
+  return _softsort_in_order(scores, jnp.argsort(scores, axis=-1, stable=True), tau)
+
+
+def _softsort_in_order(scores: Array, order: Array, tau: float | Array) -> Array:
+  """``softsort`` given ``order = argsort(scores)``: ``sort(scores)`` is then a gather,
+  whose VJP (a scatter) equals that of ``jnp.sort`` but skips a second sort."""
+  sorted_scores = jnp.take_along_axis(scores, order, axis=-1)
   distances = jnp.abs(sorted_scores[..., :, None] - scores[..., None, :])
   return jax.nn.softmax(-distances / tau, axis=-1)
 
@@ -110,19 +116,21 @@ def _permute(x: Array, scores: Array, tau: Array) -> Array:
 
 
 def _permute_fwd(x: Array, scores: Array, tau: Array):
-  return _permute(x, scores, tau), (x, scores, tau)
+  order = jnp.argsort(scores, stable=True)
+  return jnp.take(x, order, axis=-1), (x, scores, order, tau)
 
 
 def _permute_bwd(residuals, grad_out: Array):
   """VJP of the relaxation ``x @ softsort(scores, tau).T`` (straight-through).
 
-  With ``S = softsort(scores, tau)`` [n, n] and ``y = x @ S.T``:
-  ``dL/dx = g @ S`` and ``dL/dS = sum_batch g^T x`` ([n, n]), which is then pulled back
-  through ``softsort``. ``tau`` is a hyperparameter and gets a zero cotangent.
+  With ``S = softsort(scores, tau)`` [n, n] and ``y = x @ S.T``: ``dL/dx = g @ S`` and
+  ``dL/dS = sum_batch g^T x`` [n, n], pulled back through ``softsort`` by autodiff (it
+  fuses better than a hand-written pullback, measured). The forward's ``order`` stands in
+  for a second sort. ``tau`` is a hyperparameter and gets a zero cotangent.
   """
-  x, scores, tau = residuals
+  x, scores, order, tau = residuals
   n = scores.shape[-1]
-  soft, softsort_vjp = jax.vjp(lambda s: softsort(s, tau), scores)
+  soft, softsort_vjp = jax.vjp(lambda s: _softsort_in_order(s, order, tau), scores)
   grad_x = (grad_out @ soft.astype(grad_out.dtype)).astype(x.dtype)
   grad_flat = grad_out.reshape(-1, n).astype(soft.dtype)
   x_flat = x.reshape(-1, n).astype(soft.dtype)
