@@ -1,0 +1,109 @@
+"""Typed, frozen configuration. Shapes, loop lengths and counts are static Python values."""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class SACConfig:
+  """Soft actor-critic; defaults are the reference code's (implementation notes §4)."""
+
+  batch_size: int = 256  # Transitions per gradient step.
+  discount: float = 0.99  # gamma.
+  polyak: float = 0.005  # Target-critic soft update rate.
+  num_envs: int = 128  # Parallel training environments.
+  updates_per_env_step: float = 0.5  # Gradient steps per environment transition.
+  warmup_transitions: int = 12_800  # Collected with the policy before updates start, per task.
+  replay_capacity: int = 1_280_000  # Transitions; a new buffer per task.
+  actor_lr: float = 3e-4  # Adam, actor (weights, scores, heads).
+  critic_lr: float = 3e-4  # Adam, twin critic.
+  alpha_lr: float = 3e-4  # Adam, log temperature.
+  init_temperature: float = 2.0  # alpha at the start of every task.
+  target_entropy_multiplier: float = 1.0  # target entropy = -m * act_dim.
+  policy_update_delay: int = 1  # Critic steps per actor/temperature step.
+  target_update_delay: int = 1  # Critic steps per target update.
+  reward_scaling: float = 1.0  # Multiplies rewards in the critic target.
+  hidden_sizes: tuple[int, ...] = (256, 256, 256)  # Actor and critic widths.
+  truncation_is_terminal: bool = False  # Reference: True (no bootstrap at the time limit).
+
+  @property
+  def updates_per_epoch(self) -> int:
+    """Gradient steps after each vectorised environment step (num_envs transitions)."""
+    return round(self.num_envs * self.updates_per_env_step)
+
+  def validate(self) -> None:
+    """Raises ValueError on inconsistent settings."""
+    positive = (
+      "batch_size",
+      "num_envs",
+      "replay_capacity",
+      "policy_update_delay",
+      "target_update_delay",
+    )
+    for name in positive:
+      if getattr(self, name) < 1:
+        raise ValueError(f"SACConfig.{name} must be >= 1, got {getattr(self, name)}.")
+    if self.updates_per_env_step <= 0:
+      raise ValueError("SACConfig.updates_per_env_step must be > 0.")
+    if abs(self.updates_per_epoch - self.num_envs * self.updates_per_env_step) > 1e-9:
+      raise ValueError(
+        f"num_envs x updates_per_env_step = {self.num_envs * self.updates_per_env_step} "
+        "must be a whole number of gradient steps per environment step."
+      )
+    if self.updates_per_epoch % self.policy_update_delay:
+      raise ValueError(
+        f"updates per environment step ({self.updates_per_epoch}) must be a multiple of "
+        f"policy_update_delay ({self.policy_update_delay})."
+      )
+    if self.batch_size > self.replay_capacity:
+      raise ValueError(
+        f"batch_size ({self.batch_size}) is larger than the replay buffer ({self.replay_capacity})."
+      )
+    if self.warmup_transitions < self.batch_size:
+      raise ValueError(
+        f"warmup_transitions ({self.warmup_transitions}) must be >= batch_size "
+        f"({self.batch_size}) so the first batch can be sampled."
+      )
+    if self.warmup_transitions > self.replay_capacity:
+      raise ValueError("warmup_transitions must fit in the replay buffer.")
+    if not 0.0 < self.discount <= 1.0 or not 0.0 < self.polyak <= 1.0:
+      raise ValueError("discount and polyak must be in (0, 1].")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+  """One continual run: environment, budget, SAC, and the host-side loop."""
+
+  env_name: str = "halfcheetah"  # Environment (see rewirejax.envs).
+  backend: str = "mjx"  # Brax pipeline: mjx, spring, generalized, positional.
+  steps_per_task: int = 1_000_000  # Environment transitions per task (warm-up included).
+  max_tasks: int = 8  # Preallocated task slots (heads, wirings).
+  epochs_per_chunk: int = 50  # Vectorised env steps per jitted chunk (a host round trip).
+  num_eval_envs: int = 512  # Deterministic evaluation: parallel episodes.
+  sac: SACConfig = dataclasses.field(default_factory=SACConfig)  # Learner settings.
+
+  @property
+  def warmup_epochs(self) -> int:
+    return -(-self.sac.warmup_transitions // self.sac.num_envs)
+
+  @property
+  def train_epochs(self) -> int:
+    """Vectorised env steps with updates per task, after the warm-up."""
+    return max(self.steps_per_task // self.sac.num_envs - self.warmup_epochs, 0)
+
+  @property
+  def num_chunks(self) -> int:
+    return -(-self.train_epochs // self.epochs_per_chunk)
+
+  def validate(self) -> None:
+    self.sac.validate()
+    if self.steps_per_task < 1:
+      raise ValueError(f"steps_per_task must be >= 1, got {self.steps_per_task}.")
+    if self.steps_per_task < self.sac.warmup_transitions + self.sac.num_envs:
+      raise ValueError(
+        f"steps_per_task ({self.steps_per_task}) leaves no training after the warm-up "
+        f"({self.sac.warmup_transitions} transitions)."
+      )
+    if self.max_tasks < 1 or self.epochs_per_chunk < 1 or self.num_eval_envs < 1:
+      raise ValueError("max_tasks, epochs_per_chunk and num_eval_envs must be >= 1.")

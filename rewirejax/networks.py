@@ -1,0 +1,159 @@
+"""The task-headed tanh-Gaussian actor (with permuted hidden layers) and the twin critic.
+
+SPEC §2. The actor is ``obs -> L x [PermutedDense(256) -> LeakyReLU(0.2)] -> head[task]``, with
+one head per task slot preallocated as ``[max_tasks, 256, 2 act_dim]`` and picked by a traced task
+id. Baselines use the same MLP with plain Dense layers (``permuted=False``).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+
+from rewirejax.layers import PermutedDense
+from rewirejax.types import Array, Params, PRNGKey
+
+LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
+LEAKY_SLOPE = 0.2
+# PyTorch's nn.Linear default, U(-1/sqrt(fan_in), 1/sqrt(fan_in)): the reference code's init.
+torch_linear_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+
+
+class Actor(nn.Module):
+  """Outputs ``(mu, log_std)`` [..., act_dim] of the pre-tanh Gaussian for task ``task_id``.
+
+  Attributes:
+    action_size: act_dim.
+    max_tasks: number of preallocated head slots.
+    hidden_sizes: widths of the hidden layers.
+    num_modes: K score rows per permuted layer.
+    tau: SoftSort temperature of the permuted layers.
+    permuted: PermutedDense hidden layers (rewiring) or plain Dense (baselines).
+  """
+
+  action_size: int
+  max_tasks: int
+  hidden_sizes: tuple[int, ...] = (256, 256, 256)
+  num_modes: int = 1
+  tau: float = 1.0
+  permuted: bool = True
+
+  @nn.compact
+  def __call__(
+    self,
+    obs: Array,
+    task_id: Array,
+    mode: Array | int = 0,
+    wirings: Array | None = None,
+  ) -> tuple[Array, Array]:
+    """Args: obs [..., obs_dim]; task_id int32 scalar (traced ok); mode int (traced ok);
+    wirings [num_hidden, width] int32 cached orders overriding the scores."""
+    h = obs
+    for i, width in enumerate(self.hidden_sizes):
+      if self.permuted:
+        layer = PermutedDense(
+          width, self.num_modes, self.tau, kernel_init=torch_linear_init, name=f"hidden_{i}"
+        )
+        h = layer(h, mode, None if wirings is None else wirings[i])
+      else:
+        h = nn.Dense(width, kernel_init=torch_linear_init, name=f"hidden_{i}")(h)
+      h = nn.leaky_relu(h, LEAKY_SLOPE)
+    out_size = 2 * self.action_size
+    kernels = self.param(
+      "head_kernel",
+      nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform", in_axis=-2, out_axis=-1),
+      (self.max_tasks, h.shape[-1], out_size),
+    )
+    biases = self.param("head_bias", nn.initializers.zeros_init(), (self.max_tasks, out_size))
+    out = h @ kernels[task_id] + biases[task_id]
+    mu, log_std = jnp.split(out, 2, axis=-1)
+    return mu, jnp.clip(log_std, LOG_STD_MIN, LOG_STD_MAX)
+
+
+class _QNetwork(nn.Module):
+  hidden_sizes: tuple[int, ...]
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    for width in self.hidden_sizes:
+      x = nn.leaky_relu(nn.Dense(width, kernel_init=torch_linear_init)(x), LEAKY_SLOPE)
+    return nn.Dense(1, kernel_init=torch_linear_init)(x)[..., 0]
+
+
+class TwinCritic(nn.Module):
+  """Two Q networks in one batched module: ``(obs, action) -> [2, ...]``. No task input."""
+
+  hidden_sizes: tuple[int, ...] = (256, 256, 256)
+
+  @nn.compact
+  def __call__(self, obs: Array, action: Array) -> Array:
+    twin = nn.vmap(
+      _QNetwork,
+      variable_axes={"params": 0},
+      split_rngs={"params": True},
+      in_axes=None,
+      out_axes=0,
+      axis_size=2,
+    )
+    return twin(self.hidden_sizes)(jnp.concatenate([obs, action], axis=-1))
+
+
+class SACNetworks(NamedTuple):
+  actor: Actor
+  critic: TwinCritic
+
+
+class AgentParams(NamedTuple):
+  """Everything the learner optimises or tracks, as one pytree."""
+
+  actor: Params
+  critic: Params
+  target_critic: Params
+  log_alpha: Array  # float32 scalar, log of the entropy temperature.
+
+
+def make_sac_networks(
+  observation_size: int,
+  action_size: int,
+  max_tasks: int,
+  hidden_sizes: tuple[int, ...] = (256, 256, 256),
+  num_modes: int = 1,
+  tau: float = 1.0,
+  permuted: bool = True,
+) -> SACNetworks:
+  del observation_size  # Shapes come from the first call; kept for a readable call site.
+  return SACNetworks(
+    actor=Actor(action_size, max_tasks, hidden_sizes, num_modes, tau, permuted),
+    critic=TwinCritic(hidden_sizes),
+  )
+
+
+def init_agent_params(
+  networks: SACNetworks,
+  key: PRNGKey,
+  observation_size: int,
+  action_size: int,
+  init_temperature: float,
+) -> AgentParams:
+  key_actor, key_critic = jax.random.split(key)
+  obs, action = jnp.zeros((1, observation_size)), jnp.zeros((1, action_size))
+  actor = networks.actor.init(key_actor, obs, jnp.int32(0))
+  critic = networks.critic.init(key_critic, obs, action)
+  return AgentParams(actor, critic, critic, jnp.log(jnp.float32(init_temperature)))
+
+
+def sample_tanh_gaussian(mu: Array, log_std: Array, key: PRNGKey) -> tuple[Array, Array]:
+  """Reparameterised tanh-Gaussian sample and its log-probability.
+
+  Returns ``action = tanh(u)``, ``u = mu + std * eps``, and ``log pi(action) =
+  sum_i [log N(u_i; mu_i, std_i) - log(1 - tanh(u_i)^2)]``, the correction written as
+  ``2 (log 2 - u - softplus(-2u))`` for stability (Haarnoja et al. 2018, App. C).
+  """
+  eps = jax.random.normal(key, mu.shape, mu.dtype)
+  u = mu + jnp.exp(log_std) * eps
+  log_normal = -0.5 * eps**2 - log_std - 0.5 * jnp.log(2.0 * jnp.pi)
+  log_det = 2.0 * (jnp.log(2.0) - u - jax.nn.softplus(-2.0 * u))
+  return jnp.tanh(u), jnp.sum(log_normal - log_det, axis=-1)

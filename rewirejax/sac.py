@@ -1,0 +1,180 @@
+"""Soft actor-critic losses and the fused gradient update (SPEC §3).
+
+Haarnoja et al., "Soft Actor-Critic Algorithms and Applications", arXiv:1812.05905: the critic
+target (Eq. 3 with the entropy term), the actor objective (Eq. 7) and the temperature objective
+(Eq. 18), with a twin critic and a polyak-averaged target critic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from rewirejax import replay as replay_lib
+from rewirejax.config import SACConfig
+from rewirejax.networks import AgentParams, SACNetworks, sample_tanh_gaussian
+from rewirejax.types import Array, Metrics, Params, PRNGKey, TaskId, Transition
+
+# (actor_params, obs [B, obs_dim], task_id) -> (mu, log_std) [B, act_dim]
+PolicyFn = Callable[[Params, Array, TaskId], tuple[Array, Array]]
+
+
+class SACLosses(NamedTuple):
+  critic: Callable[..., tuple[Array, Metrics]]
+  actor: Callable[..., tuple[Array, tuple[Array, Metrics]]]
+  alpha: Callable[[Array, Array], Array]
+
+
+class LearnerState(NamedTuple):
+  params: AgentParams
+  actor_opt: optax.OptState
+  critic_opt: optax.OptState
+  alpha_opt: optax.OptState
+  critic_steps: Array  # int32, counts critic updates in this task (target-update delay).
+
+
+class Optimizers(NamedTuple):
+  actor: optax.GradientTransformation
+  critic: optax.GradientTransformation
+  alpha: optax.GradientTransformation
+
+
+def make_optimizers(cfg: SACConfig) -> Optimizers:
+  return Optimizers(optax.adam(cfg.actor_lr), optax.adam(cfg.critic_lr), optax.adam(cfg.alpha_lr))
+
+
+def init_learner(params: AgentParams, optimizers: Optimizers) -> LearnerState:
+  """Fresh Adam states (the reference re-creates its optimizers every task)."""
+  return LearnerState(
+    params,
+    optimizers.actor.init(params.actor),
+    optimizers.critic.init(params.critic),
+    optimizers.alpha.init(params.log_alpha),
+    jnp.int32(0),
+  )
+
+
+def make_losses(
+  networks: SACNetworks, cfg: SACConfig, action_size: int, policy_fn: PolicyFn | None = None
+) -> SACLosses:
+  """SAC losses. ``policy_fn`` defaults to the actor with its current score row 0."""
+  if policy_fn is None:
+
+    def policy_fn(actor_params, obs, task_id):
+      return networks.actor.apply(actor_params, obs, task_id)
+
+  target_entropy = -cfg.target_entropy_multiplier * action_size
+
+  def critic_loss(critic_params, params: AgentParams, batch: Transition, task_id, key):
+    """sum_{i=1,2} mean_b (Q_i(s, a) - y)^2 with the soft target
+    y = scale r + gamma (1 - d) (min_i Q'_i(s', a') - alpha log pi(a'|s')), a' ~ pi(s')."""
+    mu, log_std = policy_fn(params.actor, batch.next_obs, task_id)
+    next_action, next_log_prob = sample_tanh_gaussian(mu, log_std, key)
+    next_q = jnp.min(networks.critic.apply(params.target_critic, batch.next_obs, next_action), 0)
+    done = batch.terminal
+    if cfg.truncation_is_terminal:
+      done = jnp.maximum(done, batch.truncated)
+    alpha = jnp.exp(params.log_alpha)
+    target = cfg.reward_scaling * batch.reward + cfg.discount * (1.0 - done) * (
+      next_q - alpha * next_log_prob
+    )
+    q = networks.critic.apply(critic_params, batch.obs, batch.action)  # [2, B]
+    loss = jnp.sum(jnp.mean((q - jax.lax.stop_gradient(target)) ** 2, axis=-1))
+    return loss, {"critic/loss": loss, "critic/q": jnp.mean(q)}
+
+  def actor_loss(actor_params, params: AgentParams, batch: Transition, task_id, key):
+    """mean_b [alpha log pi(a|s) - min_i Q_i(s, a)], a ~ pi(s) reparameterised.
+
+    Returns the loss and, as auxiliary output, the mean log-probability (for the
+    temperature loss, so one actor forward serves both) and metrics."""
+    mu, log_std = policy_fn(actor_params, batch.obs, task_id)
+    action, log_prob = sample_tanh_gaussian(mu, log_std, key)
+    q = jnp.min(networks.critic.apply(params.critic, batch.obs, action), 0)
+    alpha = jnp.exp(jax.lax.stop_gradient(params.log_alpha))
+    loss = jnp.mean(alpha * log_prob - q)
+    mean_log_prob = jnp.mean(log_prob)
+    return loss, (mean_log_prob, {"actor/loss": loss, "actor/entropy": -mean_log_prob})
+
+  def alpha_loss(log_alpha, mean_log_prob):
+    """-alpha (mean log pi + target entropy), the log-prob held fixed (Eq. 18)."""
+    return -jnp.exp(log_alpha) * jax.lax.stop_gradient(mean_log_prob + target_entropy)
+
+  return SACLosses(critic_loss, actor_loss, alpha_loss)
+
+
+# The hooks of a continual-learning method that act inside the update (see methods/base.py).
+PenaltyFn = Callable[[Params, Any, Transition, TaskId], tuple[Array, Metrics]]
+MaskGradsFn = Callable[[Params, Any, TaskId], Params]
+
+
+def make_update_group(
+  losses: SACLosses,
+  optimizers: Optimizers,
+  cfg: SACConfig,
+  penalty_fn: PenaltyFn,
+  mask_grads_fn: MaskGradsFn,
+) -> Callable[
+  [LearnerState, replay_lib.ReplayState, Any, TaskId, PRNGKey], tuple[LearnerState, Metrics]
+]:
+  """One group of ``policy_update_delay`` critic steps followed by one actor+alpha step.
+
+  Grouping makes the policy delay static (no ``cond`` that ``vmap`` would turn into
+  computing both branches). The target critic moves every ``target_update_delay`` critic
+  steps (a cheap masked polyak update).
+  """
+
+  def critic_step(learner: LearnerState, batch: Transition, task_id, key):
+    params = learner.params
+    grads, metrics = jax.grad(losses.critic, has_aux=True)(
+      params.critic, params, batch, task_id, key
+    )
+    updates, critic_opt = optimizers.critic.update(grads, learner.critic_opt)
+    critic = optax.apply_updates(params.critic, updates)
+    critic_steps = learner.critic_steps + 1
+    move_target = (critic_steps % cfg.target_update_delay == 0).astype(jnp.float32)
+    target_critic = jax.tree.map(
+      lambda t, c: t + move_target * cfg.polyak * (c - t), params.target_critic, critic
+    )
+    params = params._replace(critic=critic, target_critic=target_critic)
+    return learner._replace(
+      params=params, critic_opt=critic_opt, critic_steps=critic_steps
+    ), metrics
+
+  def actor_step(learner: LearnerState, method_state, batch: Transition, task_id, key):
+    params = learner.params
+
+    def total_actor_loss(actor_params):
+      loss, (mean_log_prob, metrics) = losses.actor(actor_params, params, batch, task_id, key)
+      penalty, penalty_metrics = penalty_fn(actor_params, method_state, batch, task_id)
+      return loss + penalty, (mean_log_prob, {**metrics, **penalty_metrics})
+
+    grads, (mean_log_prob, metrics) = jax.grad(total_actor_loss, has_aux=True)(params.actor)
+    grads = mask_grads_fn(grads, method_state, task_id)
+    updates, actor_opt = optimizers.actor.update(grads, learner.actor_opt, params.actor)
+    actor = optax.apply_updates(params.actor, updates)
+    alpha_loss, alpha_grad = jax.value_and_grad(losses.alpha)(params.log_alpha, mean_log_prob)
+    alpha_updates, alpha_opt = optimizers.alpha.update(alpha_grad, learner.alpha_opt)
+    log_alpha = optax.apply_updates(params.log_alpha, alpha_updates)
+    metrics = {**metrics, "alpha/loss": alpha_loss, "alpha/value": jnp.exp(log_alpha)}
+    params = params._replace(actor=actor, log_alpha=log_alpha)
+    return learner._replace(params=params, actor_opt=actor_opt, alpha_opt=alpha_opt), metrics
+
+  def update_group(learner, replay, method_state, task_id, key):
+    keys = jax.random.split(key, 2 * cfg.policy_update_delay + 2)
+
+    def one_critic_step(learner, step_keys):
+      key_sample, key_loss = step_keys
+      batch = replay_lib.sample(replay, key_sample, cfg.batch_size)
+      return critic_step(learner, batch, task_id, key_loss)
+
+    critic_keys = keys[: 2 * cfg.policy_update_delay].reshape(cfg.policy_update_delay, 2)
+    learner, critic_metrics = jax.lax.scan(one_critic_step, learner, critic_keys)
+    batch = replay_lib.sample(replay, keys[-2], cfg.batch_size)
+    learner, actor_metrics = actor_step(learner, method_state, batch, task_id, keys[-1])
+    return learner, {**jax.tree.map(jnp.mean, critic_metrics), **actor_metrics}
+
+  return update_group
