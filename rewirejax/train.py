@@ -10,12 +10,16 @@ steps), so nothing leaves the device inside a chunk and the host sees chunk boun
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+import pathlib
+import time
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from rewirejax import replay as replay_lib
 from rewirejax import sac
@@ -191,3 +195,227 @@ def make_trainer(cfg: RunConfig, env: TaskEnv, method: Method) -> Trainer:
     return epoch(state, task_id, learn=True)
 
   return Trainer(init, begin_task, warmup, train_epoch, train_chunk, end_task, evaluate)
+
+
+# --------------------------------------------------------------------------------------
+# The host loop: tasks x chunks, seeds vmapped (and sharded over devices), checkpoints.
+
+
+@dataclasses.dataclass
+class SequenceResult:
+  """What a continual run produces (NumPy, host side).
+
+  Attributes:
+    returns: [num_seeds, num_tasks, num_eval_tasks] ``R[seed, after_task, eval_task]``: the
+      deterministic return on each evaluation task after training each task.
+    curves: [num_seeds, num_tasks, num_evals] deterministic return on the task being
+      trained, every ``eval_every_chunks`` chunks (empty when that is 0).
+    chunk_metrics: one dict per chunk (means over seeds) as logged.
+    state: the final seed-batched ``TrainState``.
+  """
+
+  returns: np.ndarray
+  curves: np.ndarray
+  chunk_metrics: list[dict[str, Any]]
+  state: TrainState
+
+
+def seed_sharding(num_seeds: int, devices: Sequence[jax.Device] | None = None):
+  """A ``NamedSharding`` that splits the leading seed axis over ``devices`` (None: 1 device).
+
+  Multi-host: call ``jax.distributed.initialize()`` first and pass ``jax.devices()``; the
+  same mesh then spans every host's devices.
+  """
+  devices = list(jax.devices() if devices is None else devices)
+  if len(devices) <= 1:
+    return None
+  if num_seeds % len(devices):
+    raise ValueError(
+      f"{num_seeds} seeds cannot be split evenly over {len(devices)} devices; use a multiple "
+      f"of {len(devices)} seeds or fewer devices."
+    )
+  mesh = jax.sharding.Mesh(np.asarray(devices), ("seeds",))
+  return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("seeds"))
+
+
+def _eval_keys(seeds: Sequence[int], after_task: int, eval_task: int) -> jax.Array:
+  """Evaluation keys that depend only on (seed, after_task, eval_task): resume-stable."""
+  return jnp.stack(
+    [
+      jax.random.fold_in(jax.random.fold_in(jax.random.key(s), 1_000_003 + after_task), eval_task)
+      for s in seeds
+    ]
+  )
+
+
+def train_sequence(
+  cfg: RunConfig,
+  env: TaskEnv,
+  method: Method,
+  tasks: Sequence[int],
+  seeds: Sequence[int] = (0,),
+  *,
+  eval_tasks: Sequence[int] | None = None,
+  out_dir: str | pathlib.Path | None = None,
+  resume: bool = False,
+  devices: Sequence[jax.Device] | None = None,
+  eval_every_chunks: int = 0,
+  checkpoint_every_chunks: int = 1,
+  progress: bool = True,
+  stop_after_chunks: int | None = None,
+) -> SequenceResult:
+  """Trains ``method`` on ``tasks`` in order, all ``seeds`` in one vmapped job.
+
+  Args:
+    cfg: the run's configuration.
+    env: the task environment; ``tasks`` and ``eval_tasks`` index its task ids.
+    method: the continual-learning method.
+    tasks: task ids in training order.
+    seeds: one PRNG seed per vmapped run.
+    eval_tasks: task ids evaluated after every task (default: the distinct ``tasks``).
+    out_dir: where checkpoints, ``metrics.jsonl``, ``manifest.json`` and ``result.json`` go.
+    resume: continue from the newest checkpoint in ``out_dir`` (finished chunks and tasks are
+      skipped; the result equals that of an uninterrupted run).
+    devices: shard the seed axis over these devices (default: all local devices).
+    eval_every_chunks: evaluate the current task every this many chunks (0: never).
+    checkpoint_every_chunks: checkpoint every this many chunks (0: at task ends only).
+    progress: show a progress bar.
+    stop_after_chunks: stop (as if killed) after this many chunks of this call; for tests.
+
+  Returns:
+    A ``SequenceResult``.
+  """
+  from rewirejax import logging as logs
+  from rewirejax.checkpoint import Checkpointer
+
+  tasks, seeds = [int(t) for t in tasks], [int(s) for s in seeds]
+  eval_tasks = sorted(set(tasks)) if eval_tasks is None else [int(t) for t in eval_tasks]
+  for t in {*tasks, *eval_tasks}:
+    if not 0 <= t < min(env.num_tasks, cfg.max_tasks):
+      raise ValueError(f"task id {t} is outside [0, {min(env.num_tasks, cfg.max_tasks)}).")
+  if not seeds or len(set(seeds)) != len(seeds):
+    raise ValueError(f"seeds must be distinct and non-empty, got {seeds}.")
+  if resume and out_dir is None:
+    raise ValueError("resume=True needs out_dir.")
+  trainer = make_trainer(cfg, env, method)
+  sharding = seed_sharding(len(seeds), devices)
+
+  def batched(fn, **kwargs):
+    return jax.jit(jax.vmap(fn, in_axes=(0, None)), **kwargs)
+
+  begin_task, warmup = batched(trainer.begin_task), batched(trainer.warmup)
+  train_chunk, end_task = batched(trainer.train_chunk), batched(trainer.end_task)
+  evaluate = jax.jit(jax.vmap(trainer.evaluate, in_axes=(0, None, 0)))
+
+  state = jax.jit(jax.vmap(trainer.init))(jnp.stack([jax.random.key(s) for s in seeds]))
+  if sharding is not None:
+    state = jax.device_put(state, sharding)
+  num_chunks = cfg.num_chunks
+  returns = np.full((len(seeds), len(tasks), len(eval_tasks)), np.nan)
+  num_evals = num_chunks // eval_every_chunks if eval_every_chunks else 0
+  curves = np.full((len(seeds), len(tasks), num_evals), np.nan)
+  history: list[dict[str, Any]] = []
+  position = {"task_index": 0, "chunk": 0}  # Next chunk to run; chunk 0 starts the task.
+
+  out = None if out_dir is None else pathlib.Path(out_dir)
+  checkpointer = None
+  if out is not None:
+    out.mkdir(parents=True, exist_ok=True)
+    checkpointer = Checkpointer(out / "checkpoints")
+    if resume and checkpointer.latest_step() is not None:
+      state, saved = checkpointer.restore(state)
+      position = saved["position"]
+      returns = np.asarray(saved["returns"], dtype=float).reshape(returns.shape)
+      curves = np.asarray(saved["curves"], dtype=float).reshape(curves.shape)
+      history = saved["history"]
+    logs.write_json_atomic(
+      out / "manifest.json",
+      logs.manifest(
+        cfg,
+        method=method.name,
+        tasks=tasks,
+        eval_tasks=eval_tasks,
+        seeds=seeds,
+        env=type(env).__name__,
+        num_chunks_per_task=num_chunks,
+      ),
+    )
+    done_until = (position["task_index"], position["chunk"] - 1) if resume else None
+    metrics_log = logs.MetricsLog(out / "metrics.jsonl", keep_until=done_until)
+
+  def save(step: int) -> None:
+    if checkpointer is not None:
+      progress_state = {
+        "position": position,
+        "returns": logs.to_jsonable(returns),
+        "curves": logs.to_jsonable(curves),
+        "history": history,
+      }
+      checkpointer.save(step, state, logs.to_jsonable(progress_state))
+
+  bar = logs.progress_bar(
+    len(tasks) * num_chunks, position["task_index"] * num_chunks + position["chunk"], progress
+  )
+  chunks_run = 0
+  for task_index in range(position["task_index"], len(tasks)):
+    task = jnp.int32(tasks[task_index])
+    if position["chunk"] == 0:
+      state = begin_task(state, task)
+      state, _ = warmup(state, task)
+    for chunk in range(position["chunk"], num_chunks):
+      if stop_after_chunks is not None and chunks_run >= stop_after_chunks:
+        bar.close()
+        return SequenceResult(returns, curves, history, state)
+      start = time.perf_counter()
+      state, metrics = train_chunk(state, task)
+      metrics = jax.device_get(metrics)
+      seconds = time.perf_counter() - start
+      steps = len(seeds) * cfg.epochs_per_chunk * cfg.sac.num_envs
+      record = {
+        "task_index": task_index,
+        "task": tasks[task_index],
+        "chunk": chunk,
+        "env_steps_per_s": steps / seconds,
+        "seconds": seconds,
+        "episode_return_per_seed": metrics["episode_return"],
+        **{k: float(np.nanmean(v)) if np.any(np.isfinite(v)) else None for k, v in metrics.items()},
+      }
+      if eval_every_chunks and (chunk + 1) % eval_every_chunks == 0:
+        keys = _eval_keys(seeds, 10_000 * task_index + chunk, tasks[task_index])
+        curves[:, task_index, (chunk + 1) // eval_every_chunks - 1] = np.asarray(
+          evaluate(state, task, keys)
+        )
+      history.append(logs.to_jsonable(record))
+      position = {"task_index": task_index, "chunk": chunk + 1}
+      if checkpointer is not None:
+        metrics_log.write(record)
+        if checkpoint_every_chunks and (chunk + 1) % checkpoint_every_chunks == 0:
+          save(task_index * (num_chunks + 1) + chunk + 1)
+      chunks_run += 1
+      bar.update(1)
+      bar.set_postfix(
+        task=tasks[task_index],
+        steps_per_s=f"{record['env_steps_per_s']:.0f}",
+        ret=record["episode_return"],
+      )
+    state, _ = end_task(state, task)
+    for e, eval_task in enumerate(eval_tasks):
+      keys = _eval_keys(seeds, task_index, eval_task)
+      returns[:, task_index, e] = np.asarray(evaluate(state, jnp.int32(eval_task), keys))
+    position = {"task_index": task_index + 1, "chunk": 0}
+    save((task_index + 1) * (num_chunks + 1))
+  bar.close()
+  if out is not None:
+    logs.write_json_atomic(
+      out / "result.json",
+      {
+        "returns": returns,
+        "curves": curves,
+        "tasks": tasks,
+        "eval_tasks": eval_tasks,
+        "seeds": seeds,
+        "method": method.name,
+      },
+    )
+    checkpointer.close()
+  return SequenceResult(returns, curves, history, state)

@@ -1,6 +1,11 @@
 """The trainer: fused scan vs Python loop, one trace for all tasks, vmapped seeds, learning."""
 
 import dataclasses
+import json
+import os
+import pathlib
+import subprocess
+import sys
 
 import chex
 import jax
@@ -11,7 +16,7 @@ import pytest
 from rewirejax.config import RunConfig, SACConfig
 from rewirejax.envs.toy import TargetReachEnv
 from rewirejax.methods import fine_tuning
-from rewirejax.train import make_trainer
+from rewirejax.train import make_trainer, seed_sharding, train_sequence
 
 TINY_SAC = SACConfig(
   batch_size=64,
@@ -130,3 +135,86 @@ def test_sac_learns_the_toy_task():
 def test_bad_configs_raise(change, message):
   with pytest.raises(ValueError, match=message):
     make_trainer(dataclasses.replace(TINY, **change), TargetReachEnv(), fine_tuning())
+
+
+SEQ = dataclasses.replace(TINY, steps_per_task=8 * 40, epochs_per_chunk=8)  # 3 chunks a task.
+
+
+def test_train_sequence_returns_matrix_and_files(tmp_path):
+  result = train_sequence(
+    SEQ,
+    TargetReachEnv(),
+    fine_tuning(),
+    tasks=[0, 1],
+    seeds=[0, 1],
+    out_dir=tmp_path,
+    eval_every_chunks=1,
+    progress=False,
+  )
+  assert result.returns.shape == (2, 2, 2) and np.all(np.isfinite(result.returns))
+  assert result.curves.shape == (2, 2, SEQ.num_chunks) and np.all(np.isfinite(result.curves))
+  assert len(result.chunk_metrics) == 2 * SEQ.num_chunks
+  for name in ("manifest.json", "metrics.jsonl", "result.json"):
+    assert (tmp_path / name).stat().st_size > 0
+  lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+  assert len(lines) == 2 * SEQ.num_chunks
+  manifest = json.loads((tmp_path / "manifest.json").read_text())
+  assert manifest["versions"]["jax"] == jax.__version__ and manifest["seeds"] == [0, 1]
+
+
+@pytest.mark.parametrize("stop_after", [1, SEQ.num_chunks, SEQ.num_chunks + 1])
+def test_resumed_run_equals_uninterrupted_run(tmp_path, stop_after):
+  env, method = TargetReachEnv(), fine_tuning()
+  kwargs = {"tasks": [0, 1], "seeds": [3, 4], "eval_every_chunks": 1, "progress": False}
+  full = train_sequence(SEQ, env, method, out_dir=tmp_path / "full", **kwargs)
+  killed = tmp_path / "killed"
+  train_sequence(SEQ, env, method, out_dir=killed, stop_after_chunks=stop_after, **kwargs)
+  resumed = train_sequence(SEQ, env, method, out_dir=killed, resume=True, **kwargs)
+  chex.assert_trees_all_close(
+    resumed.state.learner.params, full.state.learner.params, rtol=1e-6, atol=1e-7
+  )
+  np.testing.assert_allclose(resumed.returns, full.returns, rtol=1e-6)
+  np.testing.assert_allclose(resumed.curves, full.curves, rtol=1e-6)
+  lines = (killed / "metrics.jsonl").read_text().splitlines()
+  assert [json.loads(x)["chunk"] for x in lines] == list(range(SEQ.num_chunks)) * 2
+
+
+def test_sharded_seeds_equal_unsharded(tmp_path):
+  """Two fake CPU devices need a fresh process (XLA reads the flag at start-up)."""
+  script = f"""
+import os, json
+os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+import jax, numpy as np
+from tests.test_train import SEQ
+from rewirejax.envs.toy import TargetReachEnv
+from rewirejax.methods import fine_tuning
+from rewirejax.train import train_sequence
+assert len(jax.devices()) == 2
+runs = {{}}
+for name, devices in (("sharded", jax.devices()), ("single", jax.devices()[:1])):
+  r = train_sequence(SEQ, TargetReachEnv(), fine_tuning(), tasks=[0], seeds=[0, 1],
+                     devices=devices, progress=False)
+  leaf = jax.tree.leaves(r.state.learner.params)[0]
+  runs[name] = {{"returns": r.returns.tolist(), "devices": len(leaf.sharding.device_set),
+                "params": [np.asarray(x).ravel()[:50].tolist()
+                           for x in jax.tree.leaves(r.state.learner.params)]}}
+json.dump(runs, open({str(tmp_path / "runs.json")!r}, "w"))
+"""
+  env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+  root = pathlib.Path(__file__).resolve().parents[1]
+  proc = subprocess.run(
+    [sys.executable, "-c", script], cwd=root, env=env, capture_output=True, text=True, timeout=600
+  )
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  runs = json.loads((tmp_path / "runs.json").read_text())
+  assert runs["sharded"]["devices"] == 2 and runs["single"]["devices"] == 1
+  np.testing.assert_allclose(runs["sharded"]["returns"], runs["single"]["returns"], rtol=1e-5)
+  for a, b in zip(runs["sharded"]["params"], runs["single"]["params"], strict=True):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_train_sequence_rejects_bad_arguments():
+  with pytest.raises(ValueError, match="outside"):
+    train_sequence(SEQ, TargetReachEnv(), fine_tuning(), tasks=[5], progress=False)
+  with pytest.raises(ValueError, match="split evenly"):
+    seed_sharding(3, [jax.devices()[0]] * 2)

@@ -1,0 +1,80 @@
+"""Atomic orbax checkpoints of the (seed-batched) train state plus the host loop's progress.
+
+Orbax writes each step into a temporary folder and renames it when complete, so a crash
+never leaves a half-written checkpoint behind; ``latest`` only sees finished ones. Typed PRNG
+keys are stored as their raw ``uint32`` data and re-wrapped on restore.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+
+def _is_key(x: Any) -> bool:
+  return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def _keys_to_data(tree: Any) -> Any:
+  return jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, tree)
+
+
+def _abstract_without_keys(tree: Any) -> Any:
+  def to_abstract(x):
+    if _is_key(x):
+      x = jax.eval_shape(jax.random.key_data, x)
+    return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None))
+
+  return jax.tree.map(to_abstract, tree)
+
+
+def _data_to_keys(restored: Any, like: Any) -> Any:
+  return jax.tree.map(
+    lambda r, x: jax.random.wrap_key_data(r, impl=jax.random.key_impl(x)) if _is_key(x) else r,
+    restored,
+    like,
+  )
+
+
+class Checkpointer:
+  """Saves ``(state, progress)`` pairs under ``directory/<step>``, keeping the newest few."""
+
+  def __init__(self, directory: str | pathlib.Path, max_to_keep: int = 2):
+    self.directory = pathlib.Path(directory).absolute()
+    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
+    self._manager = ocp.CheckpointManager(self.directory, options=options)
+
+  def save(self, step: int, state: Any, progress: dict[str, Any]) -> None:
+    """Writes one checkpoint and waits until it is complete on disk."""
+    args = ocp.args.Composite(
+      state=ocp.args.StandardSave(_keys_to_data(state)),
+      progress=ocp.args.JsonSave(progress),
+    )
+    self._manager.save(step, args=args, force=True)
+    self._manager.wait_until_finished()
+
+  def latest_step(self) -> int | None:
+    return self._manager.latest_step()
+
+  def restore(self, like: Any, step: int | None = None) -> tuple[Any, dict[str, Any]]:
+    """Restores the newest (or ``step``) checkpoint into the structure of ``like``."""
+    step = self.latest_step() if step is None else step
+    if step is None:
+      raise FileNotFoundError(f"no finished checkpoint in {self.directory}")
+    args = ocp.args.Composite(
+      state=ocp.args.StandardRestore(_abstract_without_keys(like)),
+      progress=ocp.args.JsonRestore(),
+    )
+    restored = self._manager.restore(step, args=args)
+    return _data_to_keys(restored.state, like), dict(restored.progress)
+
+  def close(self) -> None:
+    self._manager.close()
+
+
+def tree_bytes(tree: Any) -> int:
+  return int(sum(np.prod(x.shape) * x.dtype.itemsize for x in jax.tree.leaves(tree)))
