@@ -8,6 +8,7 @@ Sections:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import platform
 import time
 from collections.abc import Callable
@@ -132,7 +133,160 @@ def bench_sac_update(num_updates: int = 64) -> dict[str, float]:
   return results
 
 
-SECTIONS = {"layers": bench_layers, "sac_update": bench_sac_update}
+def _halfcheetah(backend: str, episode_length: int = 1000):
+  from rewirejax.envs import TaskSpec, make_task_env
+
+  return make_task_env("halfcheetah", (TaskSpec("normal"),), backend, episode_length)
+
+
+def _rewirejax_env_steps_per_s(cfg, env, seeds, num_chunks: int) -> float:
+  """Env-steps/s (all seeds) of train_sequence, the first (compiling) chunk excluded."""
+  from rewirejax.methods import fine_tuning
+  from rewirejax.train import train_sequence
+
+  cfg = dataclasses.replace(
+    cfg,
+    steps_per_task=cfg.sac.warmup_transitions
+    + cfg.sac.num_envs * cfg.epochs_per_chunk * num_chunks,
+  )
+  result = train_sequence(cfg, env, fine_tuning(), tasks=[0], seeds=seeds, progress=False)
+  rates = [m["env_steps_per_s"] for m in result.chunk_metrics[1:]]
+  return float(np.median(rates))
+
+
+def bench_vs_brax(backend: str = "spring", num_envs: int = 8, num_chunks: int = 4):
+  """rewirejax SAC vs brax.training's SAC at equal settings (one seed, halfcheetah).
+
+  Both: ``num_envs`` envs, batch 256, one gradient step per vectorised env step (brax's
+  ``grad_updates_per_step=1``; ours ``updates_per_env_step = 1 / num_envs``), 2 x 256
+  networks, the same backend. brax 0.14 calls ``jax.device_put_replicated``, removed in jax
+  0.10: a shim for this benchmark only.
+  """
+  import functools
+
+  from brax import envs as brax_envs
+  from brax.training.agents.sac import networks as brax_sac_networks
+  from brax.training.agents.sac import train as brax_sac
+
+  from rewirejax.config import RunConfig, SACConfig
+
+  if not hasattr(jax, "device_put_replicated"):
+
+    def device_put_replicated(x, devices):
+      return jax.tree.map(lambda a: jnp.stack([a] * len(devices)), x)
+
+    jax.device_put_replicated = device_put_replicated
+
+  epochs_per_chunk = 200
+  sps = []
+  brax_steps = 256 * 10 + num_envs * epochs_per_chunk * num_chunks
+  brax_sac.train(
+    environment=brax_envs.get_environment("halfcheetah", backend=backend),
+    num_timesteps=brax_steps,
+    episode_length=1000,
+    num_envs=num_envs,
+    batch_size=256,
+    grad_updates_per_step=1,
+    min_replay_size=256 * 10,
+    max_replay_size=100_000,
+    num_evals=num_chunks + 1,
+    num_eval_envs=8,
+    learning_rate=3e-4,
+    discounting=0.99,
+    network_factory=functools.partial(
+      brax_sac_networks.make_sac_networks, hidden_layer_sizes=(256, 256)
+    ),
+    progress_fn=lambda step, metrics: sps.append(metrics.get("training/sps")),
+  )
+  brax_rate = float(np.median([x for x in sps if x][1:] or [x for x in sps if x]))
+
+  sac = SACConfig(
+    num_envs=num_envs,
+    updates_per_env_step=1 / num_envs,
+    batch_size=256,
+    warmup_transitions=256 * 10,
+    replay_capacity=100_000,
+    hidden_sizes=(256, 256),
+  )
+  cfg = RunConfig(
+    env_name="halfcheetah",
+    backend=backend,
+    epochs_per_chunk=epochs_per_chunk,
+    max_tasks=1,
+    num_eval_envs=8,
+    sac=sac,
+  )
+  ours = _rewirejax_env_steps_per_s(cfg, _halfcheetah(backend), [0], num_chunks)
+  print(
+    f"\n## SAC on halfcheetah ({backend}), {num_envs} envs, batch 256, 1 update per "
+    "vectorised env step, 2 x 256 networks (env-steps/s, compile excluded)"
+  )
+  print(f"brax.training SAC   {brax_rate:>8.0f}")
+  print(f"rewirejax SAC       {ours:>8.0f}   ratio {ours / brax_rate:.2f}x (floor 1.0, target 1.5)")
+  return {"brax": brax_rate, "rewirejax": ours}
+
+
+def bench_seeds(backend: str = "spring", num_envs: int = 8, num_chunks: int = 3):
+  """1 seed vs 4 seeds vmapped vs 4 seeds one after another (wall time per chunk)."""
+  from rewirejax.config import RunConfig, SACConfig
+
+  sac = SACConfig(
+    num_envs=num_envs,
+    updates_per_env_step=1 / num_envs,
+    batch_size=256,
+    warmup_transitions=256 * 10,
+    replay_capacity=100_000,
+    hidden_sizes=(256, 256),
+  )
+  cfg = RunConfig(
+    env_name="halfcheetah",
+    backend=backend,
+    epochs_per_chunk=100,
+    max_tasks=1,
+    num_eval_envs=8,
+    sac=sac,
+  )
+  env = _halfcheetah(backend)
+  one = _rewirejax_env_steps_per_s(cfg, env, [0], num_chunks)
+  four = _rewirejax_env_steps_per_s(cfg, env, [0, 1, 2, 3], num_chunks)
+  # Four sequential seeds take 4x one seed's time for 4x the steps: the same rate as one.
+  print(f"\n## Seeds (halfcheetah {backend}, {num_envs} envs each): env-steps/s over all seeds")
+  print(f"1 seed              {one:>8.0f}")
+  print(f"4 seeds sequential  {one:>8.0f}   (4 runs of 1 seed, 4x the wall time)")
+  print(
+    f"4 seeds vmapped     {four:>8.0f}   wall time vs sequential: {one / four:.2f}x "
+    "(floor <= 1.05x)"
+  )
+  return {"one": one, "four_vmapped": four}
+
+
+def bench_replay_memory():
+  """Bytes of the replay buffer per seed at the default capacity, from its real structure."""
+  from rewirejax import replay as replay_lib
+  from rewirejax.checkpoint import tree_bytes
+  from rewirejax.config import SACConfig
+  from rewirejax.types import Transition
+
+  capacity = SACConfig().replay_capacity
+  sizes = {"halfcheetah": (17, 6), "ant": (27, 8), "humanoid": (244, 17)}
+  print(f"\n## Replay buffer per seed at capacity {capacity:,}")
+  results = {}
+  for name, (obs, act) in sizes.items():
+    zero = jnp.float32(0.0)
+    example = Transition(jnp.zeros(obs), jnp.zeros(act), zero, jnp.zeros(obs), zero, zero)
+    shapes = jax.eval_shape(lambda example=example: replay_lib.init(capacity, example))
+    results[name] = tree_bytes(shapes)
+    print(f"{name:12}{results[name] / 2**30:>8.2f} GiB")
+  return results
+
+
+SECTIONS = {
+  "layers": bench_layers,
+  "sac_update": bench_sac_update,
+  "replay_memory": bench_replay_memory,
+  "vs_brax": bench_vs_brax,
+  "seeds": bench_seeds,
+}
 
 
 def main() -> None:
