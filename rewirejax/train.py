@@ -39,6 +39,7 @@ class TrainState:
   replay: replay_lib.ReplayState
   env_state: EnvState  # Batched over num_envs.
   episode_return: Array  # [num_envs] running return of the current episodes.
+  last_return: Array  # [num_envs] return of each env's last finished episode (NaN: none yet).
   key: PRNGKey
   env_steps: Array  # int32 transitions collected in the current task.
 
@@ -89,6 +90,7 @@ def make_trainer(cfg: RunConfig, env: TaskEnv, method: Method) -> Trainer:
       replay=replay_lib.init(sac_cfg.replay_capacity, empty_transition()),
       env_state=reset_envs(jax.random.split(key_env, sac_cfg.num_envs), jnp.int32(0)),
       episode_return=jnp.zeros(sac_cfg.num_envs),
+      last_return=jnp.full(sac_cfg.num_envs, jnp.nan),
       key=key,
       env_steps=jnp.int32(0),
     )
@@ -117,6 +119,7 @@ def make_trainer(cfg: RunConfig, env: TaskEnv, method: Method) -> Trainer:
       replay=replay_lib.clear(state.replay),  # A new buffer per task.
       env_state=reset_envs(jax.random.split(key_env, sac_cfg.num_envs), task_id),
       episode_return=jnp.zeros(sac_cfg.num_envs),
+      last_return=jnp.full(sac_cfg.num_envs, jnp.nan),
       key=key,
       env_steps=jnp.int32(0),
     )
@@ -146,6 +149,7 @@ def make_trainer(cfg: RunConfig, env: TaskEnv, method: Method) -> Trainer:
       replay=replay_lib.insert(state.replay, transition),
       env_state=next_state,
       episode_return=episode_return * (1.0 - next_state.done),
+      last_return=jnp.where(next_state.done > 0, episode_return, state.last_return),
       env_steps=state.env_steps + sac_cfg.num_envs,
     )
     return state, metrics
@@ -171,6 +175,8 @@ def make_trainer(cfg: RunConfig, env: TaskEnv, method: Method) -> Trainer:
     summary = jax.tree.map(jnp.mean, metrics)
     summary["episodes"] = episodes
     summary["episode_return"] = jnp.where(episodes > 0, returns / jnp.maximum(episodes, 1), jnp.nan)
+    # Recent return: the mean of each env's last finished episode (NaN before the first).
+    summary["recent_return"] = jnp.mean(state.last_return)
     return state, summary
 
   def warmup(state: TrainState, task_id: TaskId):
@@ -396,7 +402,7 @@ def train_sequence(
       bar.set_postfix(
         task=tasks[task_index],
         steps_per_s=f"{record['env_steps_per_s']:.0f}",
-        ret=record["episode_return"],
+        recent_return=record["recent_return"],
       )
     state, _ = end_task(state, task)
     for e, eval_task in enumerate(eval_tasks):

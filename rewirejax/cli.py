@@ -1,0 +1,189 @@
+"""Command line: ``rewirejax train ...`` (see ``rewirejax train --help``)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib.util
+import pathlib
+import sys
+import time
+
+import numpy as np
+
+from rewirejax.config import RunConfig
+
+CONFIG_DIR = pathlib.Path(__file__).resolve().parents[1] / "experiments" / "configs"
+
+
+def preset_names() -> list[str]:
+  return sorted(p.stem for p in CONFIG_DIR.glob("*.py") if not p.stem.startswith("_"))
+
+
+def load_preset(name_or_path: str) -> RunConfig:
+  """``get_config()`` of ``experiments/configs/<name>.py`` or of a given ``.py`` file."""
+  path = pathlib.Path(name_or_path)
+  if path.suffix != ".py":
+    path = CONFIG_DIR / f"{name_or_path}.py"
+    if not path.exists():
+      raise ValueError(f"Unknown preset {name_or_path!r}; choices: {preset_names()}.")
+  if not path.exists():
+    raise ValueError(f"Preset file {str(path)!r} does not exist.")
+  spec = importlib.util.spec_from_file_location(f"rewirejax_preset_{path.stem}", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+def _parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(prog="rewirejax", description="Continual RL by rewiring.")
+  sub = parser.add_subparsers(dest="command", required=True)
+  train = sub.add_parser("train", help="train SAC (FT-1) on a task or a scenario")
+  train.add_argument("--preset", default="demo", help="experiments/configs/<name>.py or a path")
+  train.add_argument("--env", help="halfcheetah | ant | humanoid (default: the preset's)")
+  train.add_argument("--backend", help="mjx | spring | generalized | positional")
+  group = train.add_mutually_exclusive_group()
+  group.add_argument("--task", help="one named task of the env, e.g. moon (default: normal)")
+  group.add_argument("--scenario", help="a task sequence, e.g. halfcheetah/forgetting")
+  train.add_argument("--steps", type=int, help="environment steps per task")
+  train.add_argument("--seeds", type=int, default=1, help="number of seeds, one vmapped job")
+  train.add_argument("--seed", type=int, default=0, help="first seed")
+  train.add_argument("--num-envs", type=int, help="parallel training environments")
+  train.add_argument("--eval-every", type=int, default=1, help="evaluate every N chunks")
+  train.add_argument(
+    "--out",
+    type=pathlib.Path,
+    default=pathlib.Path("results/train"),
+    help="output folder (checkpoints, metrics.jsonl, result.json, plots)",
+  )
+  train.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+  train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+  return parser
+
+
+def _configure(args: argparse.Namespace) -> tuple[RunConfig, list, int]:
+  from rewirejax.envs.scenarios import get_scenario, get_task
+
+  cfg = load_preset(args.preset)
+  if args.env:
+    cfg = dataclasses.replace(cfg, env_name=args.env)
+  if args.backend:
+    cfg = dataclasses.replace(cfg, backend=args.backend)
+  if args.num_envs:
+    cfg = dataclasses.replace(cfg, sac=dataclasses.replace(cfg.sac, num_envs=args.num_envs))
+  if args.scenario:
+    scenario = get_scenario(args.scenario)
+    if args.env and args.env != scenario.env_name:
+      raise ValueError(f"scenario {args.scenario} runs on {scenario.env_name}, not {args.env}.")
+    cfg = dataclasses.replace(
+      cfg, env_name=scenario.env_name, max_tasks=max(cfg.max_tasks, len(scenario.tasks))
+    )
+    specs = list(scenario.tasks)
+  else:
+    specs = [get_task(cfg.env_name, args.task or "normal")]
+  if args.steps is not None:
+    cfg = dataclasses.replace(cfg, steps_per_task=args.steps)
+  if args.seeds < 1:
+    raise ValueError(f"--seeds must be >= 1, got {args.seeds}.")
+  cfg.validate()
+  return cfg, specs, args.seeds
+
+
+def print_curve(history: list[dict], cfg: RunConfig) -> None:
+  """The training curve as a table: env steps vs mean episode return (over seeds)."""
+  print(f"\n{'task':>4} {'chunk':>5} {'env steps':>10} {'recent return':>13} {'steps/s':>8}")
+  rows = history if len(history) <= 20 else history[:: max(len(history) // 20, 1)] + history[-1:]
+  for r in rows:
+    steps = cfg.sac.warmup_transitions + (r["chunk"] + 1) * cfg.epochs_per_chunk * cfg.sac.num_envs
+    ret = r.get("recent_return")
+    ret = "n/a" if ret is None else f"{ret:.1f}"
+    print(
+      f"{r['task_index']:>4} {r['chunk']:>5} {steps:>10} {ret:>13} {r['env_steps_per_s']:>8.0f}"
+    )
+
+
+def plot_curves(result, cfg: RunConfig, names: list[str], eval_every: int, path) -> None:
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  fig, ax = plt.subplots(figsize=(6, 3.5))
+  per_eval = eval_every * cfg.epochs_per_chunk * cfg.sac.num_envs
+  for t, name in enumerate(names):
+    curve = result.curves[:, t]  # [seeds, evals]
+    steps = cfg.sac.warmup_transitions + per_eval * np.arange(1, curve.shape[1] + 1)
+    mean = np.nanmean(curve, axis=0)
+    ax.plot(steps, mean, label=f"task {t}: {name}")
+    if curve.shape[0] > 1:
+      std = np.nanstd(curve, axis=0)
+      ax.fill_between(steps, mean - std, mean + std, alpha=0.2)
+  ax.set(
+    xlabel="environment steps in the task",
+    ylabel="deterministic return",
+    title=f"SAC on {cfg.env_name} ({cfg.backend}), {result.curves.shape[0]} seed(s)",
+  )
+  ax.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def train_command(args: argparse.Namespace) -> int:
+  from rewirejax.envs import make_task_env
+  from rewirejax.methods import fine_tuning
+  from rewirejax.train import train_sequence
+
+  cfg, specs, num_seeds = _configure(args)
+  env = make_task_env(cfg.env_name, specs, backend=cfg.backend)
+  seeds = list(range(args.seed, args.seed + num_seeds))
+  print(
+    f"Training SAC on {cfg.env_name} ({cfg.backend}): tasks {[s.name for s in specs]}, "
+    f"{cfg.steps_per_task:,} steps each, seeds {seeds}, {cfg.sac.num_envs} envs; "
+    f"output {args.out}"
+  )
+  start = time.perf_counter()
+  result = train_sequence(
+    cfg,
+    env,
+    fine_tuning(),
+    tasks=range(len(specs)),
+    seeds=seeds,
+    out_dir=args.out,
+    resume=args.resume,
+    eval_every_chunks=args.eval_every,
+    progress=not args.no_progress,
+  )
+  print_curve(result.chunk_metrics, cfg)
+  if args.eval_every:
+    plot_curves(
+      result, cfg, [s.name for s in specs], args.eval_every, args.out / "learning_curve.png"
+    )
+    evals = np.nanmean(result.curves, axis=0)
+    for t, spec in enumerate(specs):
+      print(
+        f"\nDeterministic return on {spec.name} during training (mean over seeds): "
+        + ", ".join(f"{x:.1f}" for x in evals[t])
+      )
+  print(
+    f"\nFinal returns R[after task, eval task] (mean over seeds):\n"
+    f"{np.array2string(np.nanmean(result.returns, axis=0), precision=1)}"
+  )
+  print(
+    f"Wall time {time.perf_counter() - start:.0f} s. Files in {args.out}: manifest.json, "
+    "metrics.jsonl, result.json, learning_curve.png, checkpoints/"
+  )
+  return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+  args = _parser().parse_args(argv)
+  try:
+    return train_command(args)
+  except ValueError as error:
+    print(f"rewirejax: error: {error}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+  sys.exit(main())
