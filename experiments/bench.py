@@ -157,9 +157,10 @@ def _rewirejax_env_steps_per_s(cfg, env, seeds, num_chunks: int) -> float:
 def bench_vs_brax(backend: str = "spring", num_envs: int = 8, num_chunks: int = 4):
   """rewirejax SAC vs brax.training's SAC at equal settings (one seed, halfcheetah).
 
-  Both: ``num_envs`` envs, batch 256, one gradient step per vectorised env step (brax's
-  ``grad_updates_per_step=1``; ours ``updates_per_env_step = 1 / num_envs``), 2 x 256
-  networks, the same backend. brax 0.14 calls ``jax.device_put_replicated``, removed in jax
+  Both: ``num_envs`` envs, batch 256, 2 x 256 networks, the same backend, and G gradient
+  steps per vectorised env step (brax's ``grad_updates_per_step=G``; ours
+  ``updates_per_env_step = G / num_envs``), for G = 1 and G = num_envs / 2 (the paper's 0.5
+  updates per transition). brax 0.14 calls ``jax.device_put_replicated``, removed in jax
   0.10: a shim for this benchmark only.
   """
   import functools
@@ -177,53 +178,56 @@ def bench_vs_brax(backend: str = "spring", num_envs: int = 8, num_chunks: int = 
 
     jax.device_put_replicated = device_put_replicated
 
-  epochs_per_chunk = 200
-  sps = []
-  brax_steps = 256 * 10 + num_envs * epochs_per_chunk * num_chunks
-  brax_sac.train(
-    environment=brax_envs.get_environment("halfcheetah", backend=backend),
-    num_timesteps=brax_steps,
-    episode_length=1000,
-    num_envs=num_envs,
-    batch_size=256,
-    grad_updates_per_step=1,
-    min_replay_size=256 * 10,
-    max_replay_size=100_000,
-    num_evals=num_chunks + 1,
-    num_eval_envs=8,
-    learning_rate=3e-4,
-    discounting=0.99,
-    network_factory=functools.partial(
-      brax_sac_networks.make_sac_networks, hidden_layer_sizes=(256, 256)
-    ),
-    progress_fn=lambda step, metrics: sps.append(metrics.get("training/sps")),
-  )
-  brax_rate = float(np.median([x for x in sps if x][1:] or [x for x in sps if x]))
-
-  sac = SACConfig(
-    num_envs=num_envs,
-    updates_per_env_step=1 / num_envs,
-    batch_size=256,
-    warmup_transitions=256 * 10,
-    replay_capacity=100_000,
-    hidden_sizes=(256, 256),
-  )
-  cfg = RunConfig(
-    env_name="halfcheetah",
-    backend=backend,
-    epochs_per_chunk=epochs_per_chunk,
-    max_tasks=1,
-    num_eval_envs=8,
-    sac=sac,
-  )
-  ours = _rewirejax_env_steps_per_s(cfg, _halfcheetah(backend), [0], num_chunks)
   print(
-    f"\n## SAC on halfcheetah ({backend}), {num_envs} envs, batch 256, 1 update per "
-    "vectorised env step, 2 x 256 networks (env-steps/s, compile excluded)"
+    f"\n## SAC on halfcheetah ({backend}), {num_envs} envs, batch 256, 2 x 256 networks: "
+    "env-steps/s, compile excluded (floor 1.0x brax, target 1.5x)"
   )
-  print(f"brax.training SAC   {brax_rate:>8.0f}")
-  print(f"rewirejax SAC       {ours:>8.0f}   ratio {ours / brax_rate:.2f}x (floor 1.0, target 1.5)")
-  return {"brax": brax_rate, "rewirejax": ours}
+  print(f"{'updates per env step':>22}{'brax.training':>15}{'rewirejax':>11}{'ratio':>8}")
+  results = {}
+  for grad_updates in (1, num_envs // 2):
+    epochs_per_chunk = 1600 // grad_updates
+    sps = []
+    brax_sac.train(
+      environment=brax_envs.get_environment("halfcheetah", backend=backend),
+      num_timesteps=256 * 10 + num_envs * epochs_per_chunk * num_chunks,
+      episode_length=1000,
+      num_envs=num_envs,
+      batch_size=256,
+      grad_updates_per_step=grad_updates,
+      min_replay_size=256 * 10,
+      max_replay_size=100_000,
+      num_evals=num_chunks + 1,
+      num_eval_envs=8,
+      learning_rate=3e-4,
+      discounting=0.99,
+      network_factory=functools.partial(
+        brax_sac_networks.make_sac_networks, hidden_layer_sizes=(256, 256)
+      ),
+      progress_fn=lambda step, metrics, sps=sps: sps.append(metrics.get("training/sps")),
+    )
+    measured = [x for x in sps if x]
+    brax_rate = float(np.median(measured[1:] or measured))
+    sac = SACConfig(
+      num_envs=num_envs,
+      updates_per_env_step=grad_updates / num_envs,
+      batch_size=256,
+      warmup_transitions=256 * 10,
+      replay_capacity=100_000,
+      hidden_sizes=(256, 256),
+    )
+    cfg = RunConfig(
+      env_name="halfcheetah",
+      backend=backend,
+      epochs_per_chunk=epochs_per_chunk,
+      max_tasks=1,
+      num_eval_envs=8,
+      sac=sac,
+    )
+    ours = _rewirejax_env_steps_per_s(cfg, _halfcheetah(backend), [0], num_chunks)
+    ratio = grad_updates / num_envs
+    print(f"{ratio:>22.3f}{brax_rate:>15.0f}{ours:>11.0f}{ours / brax_rate:>7.2f}x")
+    results[ratio] = {"brax": brax_rate, "rewirejax": ours}
+  return results
 
 
 def bench_seeds(backend: str = "spring", num_envs: int = 8, num_chunks: int = 3):

@@ -84,21 +84,18 @@ class _QNetwork(nn.Module):
 
 
 class TwinCritic(nn.Module):
-  """Two Q networks in one batched module: ``(obs, action) -> [2, ...]``. No task input."""
+  """Two Q networks ``q_0``, ``q_1``: ``(obs, action) -> [2, ...]``. No task input.
+
+  Two plain MLPs rather than one ``nn.vmap``ped MLP: the batched matmuls of the vmapped form
+  measured 1.5x slower on CPU (forward + backward at batch 256).
+  """
 
   hidden_sizes: tuple[int, ...] = (256, 256, 256)
 
   @nn.compact
   def __call__(self, obs: Array, action: Array) -> Array:
-    twin = nn.vmap(
-      _QNetwork,
-      variable_axes={"params": 0},
-      split_rngs={"params": True},
-      in_axes=None,
-      out_axes=0,
-      axis_size=2,
-    )
-    return twin(self.hidden_sizes)(jnp.concatenate([obs, action], axis=-1))
+    x = jnp.concatenate([obs, action], axis=-1)
+    return jnp.stack([_QNetwork(self.hidden_sizes, name=f"q_{i}")(x) for i in range(2)])
 
 
 class SACNetworks(NamedTuple):

@@ -164,17 +164,25 @@ def make_update_group(
     return learner._replace(params=params, actor_opt=actor_opt, alpha_opt=alpha_opt), metrics
 
   def update_group(learner, replay, method_state, task_id, key):
-    keys = jax.random.split(key, 2 * cfg.policy_update_delay + 2)
-
-    def one_critic_step(learner, step_keys):
-      key_sample, key_loss = step_keys
-      batch = replay_lib.sample(replay, key_sample, cfg.batch_size)
-      return critic_step(learner, batch, task_id, key_loss)
-
-    critic_keys = keys[: 2 * cfg.policy_update_delay].reshape(cfg.policy_update_delay, 2)
-    learner, critic_metrics = jax.lax.scan(one_critic_step, learner, critic_keys)
-    batch = replay_lib.sample(replay, keys[-2], cfg.batch_size)
-    learner, actor_metrics = actor_step(learner, method_state, batch, task_id, keys[-1])
-    return learner, {**jax.tree.map(jnp.mean, critic_metrics), **actor_metrics}
+    """``policy_update_delay`` critic steps, each on a fresh batch; the actor and temperature
+    step reuses the last critic step's batch (as the reference does within one iteration)."""
+    key_batches, key_critic, key_actor = jax.random.split(key, 3)
+    batches = jax.vmap(lambda k: replay_lib.sample(replay, k, cfg.batch_size))(
+      jax.random.split(key_batches, cfg.policy_update_delay)
+    )
+    critic_keys = jax.random.split(key_critic, cfg.policy_update_delay)
+    if cfg.policy_update_delay == 1:  # No loop for the common case.
+      first = jax.tree.map(lambda x: x[0], (batches, critic_keys))
+      learner, critic_metrics = critic_step(learner, first[0], task_id, first[1])
+    else:
+      learner, critic_metrics = jax.lax.scan(
+        lambda learner, xs: critic_step(learner, xs[0], task_id, xs[1]),
+        learner,
+        (batches, critic_keys),
+      )
+      critic_metrics = jax.tree.map(jnp.mean, critic_metrics)
+    last_batch = jax.tree.map(lambda x: x[-1], batches)
+    learner, actor_metrics = actor_step(learner, method_state, last_batch, task_id, key_actor)
+    return learner, {**critic_metrics, **actor_metrics}
 
   return update_group

@@ -244,6 +244,27 @@ def seed_sharding(num_seeds: int, devices: Sequence[jax.Device] | None = None):
   return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("seeds"))
 
 
+def _over_seeds(fn, num_seeds: int, donate: bool = True, batched_args=(0, None)):
+  """``jit(vmap(fn))`` over the leading seed axis of the arguments marked 0 in ``batched_args``.
+
+  The state argument is donated, so a chunk updates the replay buffer in place instead of
+  copying it. With one seed the function runs unbatched inside the jit (the seed axis is a
+  free reshape): on CPU, matmuls with a batch axis of 1 measured ~20% slower.
+  """
+  donate_argnums = (0,) if donate else ()
+  if num_seeds > 1:
+    return jax.jit(jax.vmap(fn, in_axes=batched_args), donate_argnums=donate_argnums)
+
+  def single(*args):
+    args = [
+      jax.tree.map(lambda x: x[0], a) if axis == 0 else a
+      for a, axis in zip(args, batched_args, strict=True)
+    ]
+    return jax.tree.map(lambda x: x[None], fn(*args))
+
+  return jax.jit(single, donate_argnums=donate_argnums)
+
+
 def _eval_keys(seeds: Sequence[int], after_task: int, eval_task: int) -> jax.Array:
   """Evaluation keys that depend only on (seed, after_task, eval_task): resume-stable."""
   return jnp.stack(
@@ -306,12 +327,13 @@ def train_sequence(
   trainer = make_trainer(cfg, env, method)
   sharding = seed_sharding(len(seeds), devices)
 
-  def batched(fn, **kwargs):
-    return jax.jit(jax.vmap(fn, in_axes=(0, None)), **kwargs)
-
-  begin_task, warmup = batched(trainer.begin_task), batched(trainer.warmup)
-  train_chunk, end_task = batched(trainer.train_chunk), batched(trainer.end_task)
-  evaluate = jax.jit(jax.vmap(trainer.evaluate, in_axes=(0, None, 0)))
+  begin_task, warmup = (
+    _over_seeds(trainer.begin_task, len(seeds)),
+    _over_seeds(trainer.warmup, len(seeds)),
+  )
+  train_chunk = _over_seeds(trainer.train_chunk, len(seeds))
+  end_task = _over_seeds(trainer.end_task, len(seeds))
+  evaluate = _over_seeds(trainer.evaluate, len(seeds), donate=False, batched_args=(0, None, 0))
 
   state = jax.jit(jax.vmap(trainer.init))(jnp.stack([jax.random.key(s) for s in seeds]))
   if sharding is not None:

@@ -26,7 +26,8 @@ class Method(NamedTuple):
 
   Attributes:
     name: registry name.
-    make_networks: (observation_size, action_size, run_config) -> SACNetworks.
+    make_networks: (observation_size, action_size, run_config) -> SACNetworks; default the
+      plain MLP actor (rewiring methods build it from PermutedDense).
     init: (key, agent_params) -> method_state, once per run.
     begin_task: (agent_params, method_state, task_id, key) -> (agent_params, method_state),
       after the trainer's own per-task resets.
@@ -49,10 +50,11 @@ class Method(NamedTuple):
   eval_params: Callable[[networks_lib.AgentParams, MethodState, TaskId], Params]
 
 
-def make_permuted_networks(observation_size: int, action_size: int, cfg: RunConfig):
-  """The task-headed actor with permuted hidden layers (K = 1) and the twin critic."""
+def make_mlp_networks(observation_size: int, action_size: int, cfg: RunConfig):
+  """The baselines' networks (SPEC §2): the task-headed actor with plain Dense hidden layers
+  (no permutation) and the twin critic."""
   return networks_lib.make_sac_networks(
-    observation_size, action_size, cfg.max_tasks, cfg.sac.hidden_sizes, num_modes=1
+    observation_size, action_size, cfg.max_tasks, cfg.sac.hidden_sizes, permuted=False
   )
 
 
@@ -87,7 +89,7 @@ def _eval_params(params, state, task_id):
 
 
 _IDENTITY_HOOKS = {
-  "make_networks": make_permuted_networks,
+  "make_networks": make_mlp_networks,
   "init": _init,
   "begin_task": _begin_task,
   "penalty": _penalty,
