@@ -215,6 +215,19 @@ def test_truncation_at_episode_length(ant):
     assert state.info["nan"] == 0
 
 
+def test_episodes_after_the_first_end_on_time_too():
+  """HalfCheetah never terminates, and Brax passes its `done` through: a regression test
+  that an auto-reset episode does not stay done forever after the first time limit."""
+  env = make_task_env("halfcheetah", (TaskSpec("normal"),), backend="spring", episode_length=2)
+  step = jax.jit(env.step)
+  state = jax.jit(env.reset)(jax.random.PRNGKey(0), jnp.int32(0))
+  dones = []
+  for _ in range(7):
+    state = step(state, jnp.zeros(env.action_size), jnp.int32(0))
+    dones.append(float(state.done))
+  assert dones == [0, 1, 0, 1, 0, 1, 0]
+
+
 def _scaled(new, old):
   """Elementwise ``new / old``, with 1 where ``old`` is 0 (the world body's mass)."""
   new, old = np.asarray(new, np.float64), np.asarray(old, np.float64)

@@ -460,7 +460,9 @@ class BraxTaskEnv:
     params = self.params.select(task_id)
     sys = apply_task(self._base_sys, params)
     # Brax envs update `metrics` in place: hand them a copy so the input state stays intact.
-    inner = state.replace(metrics=dict(state.metrics), info={})
+    # `done` is cleared too: Brax envs without termination (HalfCheetah) pass it through, so a
+    # finished episode would otherwise stay done forever after its auto-reset.
+    inner = state.replace(metrics=dict(state.metrics), info={}, done=jnp.zeros_like(state.done))
     with self._with_sys(sys) as env:
       nxt = env.step(inner, action * params.action_scale)
     obs = nxt.obs * params.obs_mask
