@@ -92,7 +92,8 @@ def _configure(args: argparse.Namespace) -> tuple[RunConfig, list, int]:
 def print_curve(history: list[dict], cfg: RunConfig) -> None:
   """The training curve as a table: env steps vs mean episode return (over seeds)."""
   print(f"\n{'task':>4} {'chunk':>5} {'env steps':>10} {'recent return':>13} {'steps/s':>8}")
-  rows = history if len(history) <= 20 else history[:: max(len(history) // 20, 1)] + history[-1:]
+  step = max(len(history) // 20, 1)
+  rows = history[::step] + ([] if (len(history) - 1) % step == 0 else history[-1:])
   for r in rows:
     steps = cfg.sac.warmup_transitions + (r["chunk"] + 1) * cfg.epochs_per_chunk * cfg.sac.num_envs
     ret = r.get("recent_return")
