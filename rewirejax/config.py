@@ -81,6 +81,7 @@ class RunConfig:
   max_tasks: int = 8  # Preallocated task slots (heads, wirings).
   epochs_per_chunk: int = 50  # Vectorised env steps per jitted chunk (a host round trip).
   num_eval_envs: int = 512  # Deterministic evaluation: parallel episodes.
+  num_eval_rollouts: int = 10  # Sequential evaluation rounds; episodes = envs x rollouts.
   sac: SACConfig = dataclasses.field(default_factory=SACConfig)  # Learner settings.
 
   @property
@@ -96,6 +97,11 @@ class RunConfig:
   def num_chunks(self) -> int:
     return -(-self.train_epochs // self.epochs_per_chunk)
 
+  def epochs_in_chunk(self, chunk: int) -> int:
+    """Epochs chunk ``chunk`` runs: full chunks, then the remainder, so a task collects
+    exactly ``steps_per_task`` transitions (up to rounding to whole vectorised steps)."""
+    return min(self.epochs_per_chunk, self.train_epochs - chunk * self.epochs_per_chunk)
+
   def validate(self) -> None:
     self.sac.validate()
     if self.steps_per_task < 1:
@@ -105,5 +111,7 @@ class RunConfig:
         f"steps_per_task ({self.steps_per_task}) leaves no training after the warm-up "
         f"({self.sac.warmup_transitions} transitions)."
       )
-    if self.max_tasks < 1 or self.epochs_per_chunk < 1 or self.num_eval_envs < 1:
-      raise ValueError("max_tasks, epochs_per_chunk and num_eval_envs must be >= 1.")
+    if min(self.max_tasks, self.epochs_per_chunk, self.num_eval_envs, self.num_eval_rollouts) < 1:
+      raise ValueError(
+        "max_tasks, epochs_per_chunk, num_eval_envs and num_eval_rollouts must be >= 1."
+      )

@@ -12,15 +12,33 @@ from rewirejax.types import Array, Params, PRNGKey, TaskEnv, TaskId
 
 
 def make_evaluate(
-  env: TaskEnv, networks: SACNetworks, num_envs: int
+  env: TaskEnv, networks: SACNetworks, num_envs: int, num_rollouts: int = 1
 ) -> Callable[[Params, TaskId, PRNGKey], Array]:
   """Returns ``evaluate(actor_params, task_id, key) -> mean episode return`` (scalar).
 
-  Runs ``num_envs`` episodes of the deterministic policy ``tanh(mu)`` for one full episode
-  each (``env.episode_length`` steps); rewards after an episode's first ``done`` are ignored.
+  Runs ``num_rollouts`` sequential rounds (``make_evaluate_round``, keys
+  ``split(key, num_rollouts)``) of ``num_envs`` parallel episodes; the reference used 512 x 10.
   """
+  evaluate_round = make_evaluate_round(env, networks, num_envs)
 
   def evaluate(actor_params: Params, task_id: TaskId, key: PRNGKey) -> Array:
+    def one_round(_, round_key):
+      return None, evaluate_round(actor_params, task_id, round_key)
+
+    _, returns = jax.lax.scan(one_round, None, jax.random.split(key, num_rollouts))
+    return jnp.mean(returns)
+
+  return evaluate
+
+
+def make_evaluate_round(
+  env: TaskEnv, networks: SACNetworks, num_envs: int
+) -> Callable[[Params, TaskId, PRNGKey], Array]:
+  """One round: ``num_envs`` episodes of the deterministic policy ``tanh(mu)``, one full
+  episode each (``env.episode_length`` steps); rewards after an episode's first ``done`` are
+  ignored. Returns the mean episode return."""
+
+  def evaluate_round(actor_params: Params, task_id: TaskId, key: PRNGKey) -> Array:
     states = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(key, num_envs), task_id)
 
     def step(carry, _):
@@ -35,4 +53,4 @@ def make_evaluate(
     (_, _, returns), _ = jax.lax.scan(step, init, length=env.episode_length)
     return jnp.mean(returns)
 
-  return evaluate
+  return evaluate_round

@@ -64,7 +64,10 @@ class Actor(nn.Module):
     out_size = 2 * self.action_size
     kernels = self.param(
       "head_kernel",
-      nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform", in_axis=-2, out_axis=-1),
+      # batch_axis: the task-slot axis is not part of the fan-in (U(+-1/sqrt(width)) per slot).
+      nn.initializers.variance_scaling(
+        1.0 / 3.0, "fan_in", "uniform", in_axis=-2, out_axis=-1, batch_axis=(0,)
+      ),
       (self.max_tasks, h.shape[-1], out_size),
     )
     biases = self.param("head_bias", nn.initializers.zeros_init(), (self.max_tasks, out_size))

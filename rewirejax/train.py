@@ -51,7 +51,7 @@ class Trainer(NamedTuple):
   begin_task: Callable[[TrainState, TaskId], TrainState]
   warmup: Callable[[TrainState, TaskId], tuple[TrainState, Metrics]]
   train_epoch: Callable[[TrainState, TaskId], tuple[TrainState, Metrics]]
-  train_chunk: Callable[[TrainState, TaskId], tuple[TrainState, Metrics]]
+  train_chunk: Callable[..., tuple[TrainState, Metrics]]
   end_task: Callable[[TrainState, TaskId], tuple[TrainState, Metrics]]
   evaluate: Callable[[TrainState, TaskId, PRNGKey], Array]
 
@@ -66,7 +66,7 @@ def make_trainer(cfg: RunConfig, env: TaskEnv, method: Method) -> Trainer:
   update_group = sac.make_update_group(
     losses, optimizers, sac_cfg, method.penalty, method.mask_grads
   )
-  evaluate_actor = make_evaluate(env, networks, cfg.num_eval_envs)
+  evaluate_actor = make_evaluate(env, networks, cfg.num_eval_envs, cfg.num_eval_rollouts)
   groups_per_epoch = sac_cfg.updates_per_epoch // sac_cfg.policy_update_delay
   reset_envs = jax.vmap(env.reset, in_axes=(0, None))
   step_envs = jax.vmap(env.step, in_axes=(0, 0, None))
@@ -168,11 +168,27 @@ def make_trainer(cfg: RunConfig, env: TaskEnv, method: Method) -> Trainer:
     )
     return state.replace(learner=learner), {**metrics, **jax.tree.map(jnp.mean, update_metrics)}
 
-  def run_epochs(state, task_id, num_epochs: int, learn: bool):
-    state, metrics = jax.lax.scan(lambda s, _: epoch(s, task_id, learn), state, length=num_epochs)
+  def run_epochs(state, task_id, num_epochs: int, learn: bool, num_active=None):
+    """Scans ``num_epochs`` epochs; with ``num_active`` (an unbatched int32), only the first
+    ``num_active`` run and the rest are skipped by a ``cond`` (one compile for a shorter last
+    chunk; the predicate is the same for every seed, so ``vmap`` keeps it a real branch)."""
+
+    def body(state, index):
+      if num_active is None:
+        return epoch(state, task_id, learn)
+      skipped = jax.eval_shape(lambda s: epoch(s, task_id, learn)[1], state)
+      return jax.lax.cond(
+        index < num_active,
+        lambda s: epoch(s, task_id, learn),
+        lambda s: (s, jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), skipped)),
+        state,
+      )
+
+    state, metrics = jax.lax.scan(body, state, jnp.arange(num_epochs))
+    active = jnp.arange(num_epochs) < (num_epochs if num_active is None else num_active)
     episodes = jnp.sum(metrics.pop("episodes"))
     returns = jnp.sum(metrics.pop("episode_return_sum"))
-    summary = jax.tree.map(jnp.mean, metrics)
+    summary = jax.tree.map(lambda x: jnp.sum(x * active) / jnp.maximum(jnp.sum(active), 1), metrics)
     summary["episodes"] = episodes
     summary["episode_return"] = jnp.where(episodes > 0, returns / jnp.maximum(episodes, 1), jnp.nan)
     # Recent return: the mean of each env's last finished episode (NaN before the first).
@@ -182,8 +198,9 @@ def make_trainer(cfg: RunConfig, env: TaskEnv, method: Method) -> Trainer:
   def warmup(state: TrainState, task_id: TaskId):
     return run_epochs(state, task_id, cfg.warmup_epochs, learn=False)
 
-  def train_chunk(state: TrainState, task_id: TaskId):
-    return run_epochs(state, task_id, cfg.epochs_per_chunk, learn=True)
+  def train_chunk(state: TrainState, task_id: TaskId, num_epochs: Array | None = None):
+    """``epochs_per_chunk`` epochs, or only the first ``num_epochs`` (int32, unbatched)."""
+    return run_epochs(state, task_id, cfg.epochs_per_chunk, learn=True, num_active=num_epochs)
 
   def end_task(state: TrainState, task_id: TaskId):
     key, key_method = jax.random.split(state.key)
@@ -331,7 +348,7 @@ def train_sequence(
     _over_seeds(trainer.begin_task, len(seeds)),
     _over_seeds(trainer.warmup, len(seeds)),
   )
-  train_chunk = _over_seeds(trainer.train_chunk, len(seeds))
+  train_chunk = _over_seeds(trainer.train_chunk, len(seeds), batched_args=(0, None, None))
   end_task = _over_seeds(trainer.end_task, len(seeds))
   evaluate = _over_seeds(trainer.evaluate, len(seeds), donate=False, batched_args=(0, None, 0))
 
@@ -395,10 +412,10 @@ def train_sequence(
         bar.close()
         return SequenceResult(returns, curves, history, state)
       start = time.perf_counter()
-      state, metrics = train_chunk(state, task)
+      state, metrics = train_chunk(state, task, jnp.int32(cfg.epochs_in_chunk(chunk)))
       metrics = jax.device_get(metrics)
       seconds = time.perf_counter() - start
-      steps = len(seeds) * cfg.epochs_per_chunk * cfg.sac.num_envs
+      steps = len(seeds) * cfg.epochs_in_chunk(chunk) * cfg.sac.num_envs
       record = {
         "task_index": task_index,
         "task": tasks[task_index],

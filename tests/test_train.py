@@ -209,8 +209,11 @@ json.dump(runs, open({str(tmp_path / "runs.json")!r}, "w"))
   runs = json.loads((tmp_path / "runs.json").read_text())
   assert runs["sharded"]["devices"] == 2 and runs["single"]["devices"] == 1
   np.testing.assert_allclose(runs["sharded"]["returns"], runs["single"]["returns"], rtol=1e-5)
+  # Each device holds one seed in the sharded run, two seeds share one device in the other, so
+  # XLA compiles different matmul kernels: float32 rounding differs, about 1e-4 relative on
+  # a few of the sampled parameters after 96 Adam steps.
   for a, b in zip(runs["sharded"]["params"], runs["single"]["params"], strict=True):
-    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
 def test_train_sequence_rejects_bad_arguments():
@@ -218,3 +221,46 @@ def test_train_sequence_rejects_bad_arguments():
     train_sequence(SEQ, TargetReachEnv(), fine_tuning(), tasks=[5], progress=False)
   with pytest.raises(ValueError, match="split evenly"):
     seed_sharding(3, [jax.devices()[0]] * 2)
+
+
+def test_shorter_last_chunk_equals_loop_and_budget_is_exact(trainer, warm_state):
+  task = jnp.int32(0)
+  partial, metrics = jax.jit(trainer.train_chunk)(warm_state, task, jnp.int32(3))
+  looped = warm_state
+  for _ in range(3):
+    looped, _ = jax.jit(trainer.train_epoch)(looped, task)
+  chex.assert_trees_all_close(partial.learner.params, looped.learner.params, rtol=1e-5, atol=1e-6)
+  assert int(partial.env_steps) == int(looped.env_steps)
+  assert np.isfinite(float(metrics["critic/loss"]))
+
+  cfg = dataclasses.replace(TINY, steps_per_task=8 * 37, epochs_per_chunk=8)
+  assert cfg.num_chunks == 3 and [cfg.epochs_in_chunk(c) for c in range(3)] == [8, 8, 5]
+  result = train_sequence(cfg, TargetReachEnv(), fine_tuning(), tasks=[0], progress=False)
+  assert int(result.state.env_steps[0]) == 37 * 8
+
+
+def test_head_init_does_not_depend_on_task_slots():
+  from rewirejax.networks import make_sac_networks
+
+  bounds = []
+  for max_tasks in (1, 8):
+    nets = make_sac_networks(3, 2, max_tasks=max_tasks, hidden_sizes=(64,), permuted=False)
+    params = nets.actor.init(jax.random.key(0), jnp.zeros((1, 3)), jnp.int32(0))
+    bounds.append(float(jnp.max(jnp.abs(params["params"]["head_kernel"]))))
+  # U(-1/sqrt(64), 1/sqrt(64)), as PyTorch's Linear: the max is close to 0.125 either way.
+  np.testing.assert_allclose(bounds, 0.125, rtol=0.05)
+
+
+def test_evaluation_averages_rollout_rounds():
+  from rewirejax.evaluation import make_evaluate, make_evaluate_round
+  from rewirejax.networks import make_sac_networks
+
+  env = TargetReachEnv()
+  nets = make_sac_networks(env.observation_size, env.action_size, max_tasks=2, hidden_sizes=(8,))
+  actor = nets.actor.init(jax.random.key(0), jnp.zeros((1, env.observation_size)), jnp.int32(0))
+  one_round = make_evaluate_round(env, nets, num_envs=4)
+  key, task = jax.random.key(5), jnp.int32(1)
+  rounds = [float(one_round(actor, task, k)) for k in jax.random.split(key, 2)]
+  two_rounds = make_evaluate(env, nets, num_envs=4, num_rollouts=2)(actor, task, key)
+  np.testing.assert_allclose(two_rounds, np.mean(rounds), rtol=1e-6)
+  assert not np.isclose(rounds[0], rounds[1])  # Rounds see different episodes.

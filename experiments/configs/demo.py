@@ -11,6 +11,7 @@ def get_config() -> RunConfig:
     max_tasks=1,
     epochs_per_chunk=125,  # 2,000 transitions and 1,000 updates per host round trip.
     num_eval_envs=16,
+    num_eval_rollouts=1,  # One round of 16 episodes per learning-curve point keeps it quick.
     sac=SACConfig(
       num_envs=16,
       updates_per_env_step=0.5,  # The paper's ratio: 8 updates per step of the 16 envs.
