@@ -257,7 +257,6 @@ def bench_seeds(backend: str = "spring", num_envs: int = 8, num_chunks: int = 3)
 def bench_replay_memory():
   """Bytes of the replay buffer per seed at the default capacity, from its real structure."""
   from rewirejax import replay as replay_lib
-  from rewirejax.checkpoint import tree_bytes
   from rewirejax.config import SACConfig
   from rewirejax.types import Transition
 
@@ -269,7 +268,7 @@ def bench_replay_memory():
     zero = jnp.float32(0.0)
     example = Transition(jnp.zeros(obs), jnp.zeros(act), zero, jnp.zeros(obs), zero, zero)
     shapes = jax.eval_shape(lambda example=example: replay_lib.init(capacity, example))
-    results[name] = tree_bytes(shapes)
+    results[name] = replay_lib.nbytes(shapes)
     print(f"{name:12}{results[name] / 2**30:>8.2f} GiB")
   return results
 

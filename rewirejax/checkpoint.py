@@ -11,7 +11,6 @@ import pathlib
 from typing import Any
 
 import jax
-import numpy as np
 import orbax.checkpoint as ocp
 
 
@@ -74,7 +73,3 @@ class Checkpointer:
 
   def close(self) -> None:
     self._manager.close()
-
-
-def tree_bytes(tree: Any) -> int:
-  return int(sum(np.prod(x.shape) * x.dtype.itemsize for x in jax.tree.leaves(tree)))

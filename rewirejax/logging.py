@@ -45,11 +45,15 @@ def to_jsonable(value: Any) -> Any:
   return value
 
 
-def write_json_atomic(path: pathlib.Path, payload: Any) -> None:
-  """Writes JSON to a temporary file and renames it over ``path`` (no torn files)."""
+def write_text_atomic(path: pathlib.Path, text: str) -> None:
+  """Writes to a temporary file and renames it over ``path`` (no torn files)."""
   tmp = path.with_suffix(path.suffix + ".tmp")
-  tmp.write_text(json.dumps(to_jsonable(payload), indent=2))
+  tmp.write_text(text)
   os.replace(tmp, path)
+
+
+def write_json_atomic(path: pathlib.Path, payload: Any) -> None:
+  write_text_atomic(path, json.dumps(to_jsonable(payload), indent=2))
 
 
 def git_sha() -> str | None:
@@ -88,18 +92,17 @@ class MetricsLog:
 
   def __init__(self, path: pathlib.Path, keep_until: tuple[int, int] | None = None):
     self.path = path
-    if keep_until is not None and path.exists():
-      kept = [
-        line
-        for line in path.read_text().splitlines()
-        if line and (json.loads(line)["task_index"], json.loads(line)["chunk"]) <= keep_until
-      ]
-      write_text = "".join(line + "\n" for line in kept)
-      tmp = path.with_suffix(".tmp")
-      tmp.write_text(write_text)
-      os.replace(tmp, path)
-    elif keep_until is None and path.exists():
+    if not path.exists():
+      return
+    if keep_until is None:  # A fresh run starts a fresh log.
       path.unlink()
+      return
+    kept = []
+    for line in path.read_text().splitlines():
+      record = json.loads(line) if line else None
+      if record is not None and (record["task_index"], record["chunk"]) <= keep_until:
+        kept.append(line + "\n")
+    write_text_atomic(path, "".join(kept))
 
   def write(self, record: dict[str, Any]) -> None:
     with open(self.path, "a") as f:

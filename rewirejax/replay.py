@@ -49,5 +49,5 @@ def sample(state: ReplayState, key: PRNGKey, batch_size: int) -> Transition:
 
 
 def nbytes(state: ReplayState) -> int:
-  """Bytes of the storage (per seed when unbatched)."""
-  return sum(x.nbytes for x in jax.tree.leaves(state.data))
+  """Bytes of the storage (per seed when unbatched); also takes ``jax.eval_shape`` output."""
+  return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(state.data))
