@@ -95,7 +95,7 @@ def bench_sac_update(num_updates: int = 64) -> dict[str, float]:
   cfg = SACConfig()
   results = {}
   for label, permuted in (("PermutedDense actor (K=1)", True), ("Dense actor", False)):
-    nets = make_sac_networks(obs_size, act_size, max_tasks=8, permuted=permuted)
+    nets = make_sac_networks(obs_size, act_size, num_heads=8, permuted=permuted)
     params = init_agent_params(nets, jax.random.key(0), obs_size, act_size, 2.0)
     optimizers = sac.make_optimizers(cfg)
     learner = sac.init_learner(params, optimizers)

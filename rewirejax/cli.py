@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib.util
+import inspect
 import pathlib
 import sys
 import time
@@ -20,8 +21,9 @@ def preset_names() -> list[str]:
   return sorted(p.stem for p in CONFIG_DIR.glob("*.py") if not p.stem.startswith("_"))
 
 
-def load_preset(name_or_path: str) -> RunConfig:
-  """``get_config()`` of ``experiments/configs/<name>.py`` or of a given ``.py`` file."""
+def load_preset(name_or_path: str, **options) -> RunConfig:
+  """``get_config()`` of ``experiments/configs/<name>.py`` or of a given ``.py`` file, passed
+  those ``options`` (e.g. ``scenario``) that its ``get_config`` accepts."""
   path = pathlib.Path(name_or_path)
   if path.suffix != ".py":
     path = CONFIG_DIR / f"{name_or_path}.py"
@@ -32,7 +34,8 @@ def load_preset(name_or_path: str) -> RunConfig:
   spec = importlib.util.spec_from_file_location(f"rewirejax_preset_{path.stem}", path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  return module.get_config()
+  accepted = inspect.signature(module.get_config).parameters
+  return module.get_config(**{k: v for k, v in options.items() if k in accepted and v is not None})
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -58,13 +61,20 @@ def _parser() -> argparse.ArgumentParser:
   )
   train.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
   train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+  train.add_argument("--method", default="ft_1", help="a registered method, e.g. ft_1, sac_n")
+  report = sub.add_parser("report", help="tables and plots from reproduce-brax result files")
+  report.add_argument("results", type=pathlib.Path, help="the results folder, e.g. results/")
+  report.add_argument(
+    "--references", type=pathlib.Path, help="SAC-N references (default experiments/references)"
+  )
   return parser
 
 
 def _configure(args: argparse.Namespace) -> tuple[RunConfig, list, int]:
   from rewirejax.envs.scenarios import get_scenario, get_task
 
-  cfg = load_preset(args.preset)
+  # A scenario-aware preset (experiments/configs/brax.py) gets the scenario's SAC settings.
+  cfg = load_preset(args.preset, scenario=args.scenario, method=args.method, backend=args.backend)
   if args.env:
     cfg = dataclasses.replace(cfg, env_name=args.env)
   if args.backend:
@@ -122,7 +132,7 @@ def plot_curves(result, cfg: RunConfig, names: list[str], eval_every: int, path)
   ax.set(
     xlabel="environment steps in the task",
     ylabel="deterministic return",
-    title=f"SAC on {cfg.env_name} ({cfg.backend}), {result.curves.shape[0]} seed(s)",
+    title=f"{cfg.env_name} ({cfg.backend}), {result.curves.shape[0]} seed(s)",
   )
   ax.legend(fontsize=7)
   fig.tight_layout()
@@ -130,16 +140,27 @@ def plot_curves(result, cfg: RunConfig, names: list[str], eval_every: int, path)
   plt.close(fig)
 
 
+def report_command(args: argparse.Namespace) -> int:
+  from rewirejax import references
+  from rewirejax.report import build_report
+
+  table = build_report(args.results, args.references or references.DEFAULT_DIR)
+  print(table.read_text())
+  print(f"Wrote {table}, {table.with_suffix('.csv')} and the plots next to each result.")
+  return 0
+
+
 def train_command(args: argparse.Namespace) -> int:
   from rewirejax.envs import make_task_env
-  from rewirejax.methods import fine_tuning
+  from rewirejax.methods import make_method
   from rewirejax.train import train_sequence
 
   cfg, specs, num_seeds = _configure(args)
+  method = make_method(args.method, cfg)
   env = make_task_env(cfg.env_name, specs, backend=cfg.backend)
   seeds = list(range(args.seed, args.seed + num_seeds))
   print(
-    f"Training SAC on {cfg.env_name} ({cfg.backend}): tasks {[s.name for s in specs]}, "
+    f"Training {method.name} on {cfg.env_name} ({cfg.backend}): tasks {[s.name for s in specs]}, "
     f"{cfg.steps_per_task:,} steps each, seeds {seeds}, {cfg.sac.num_envs} envs; "
     f"output {args.out}"
   )
@@ -147,7 +168,7 @@ def train_command(args: argparse.Namespace) -> int:
   result = train_sequence(
     cfg,
     env,
-    fine_tuning(),
+    method,
     tasks=range(len(specs)),
     seeds=seeds,
     out_dir=args.out,
@@ -180,7 +201,7 @@ def train_command(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
   args = _parser().parse_args(argv)
   try:
-    return train_command(args)
+    return report_command(args) if args.command == "report" else train_command(args)
   except ValueError as error:
     print(f"rewirejax: error: {error}", file=sys.stderr)
     return 2

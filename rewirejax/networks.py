@@ -1,8 +1,10 @@
 """The task-headed tanh-Gaussian actor (with permuted hidden layers) and the twin critic.
 
-SPEC §2. The actor is ``obs -> L x [PermutedDense(256) -> LeakyReLU(0.2)] -> head[task]``, with
-one head per task slot preallocated as ``[max_tasks, 256, 2 act_dim]`` and picked by a traced task
-id. Baselines use the same MLP with plain Dense layers (``permuted=False``).
+SPEC §2. The actor is ``obs -> L x [PermutedDense(256) -> LeakyReLU(0.2)] -> head[slot]``, with
+``num_heads`` head slots preallocated as ``[num_heads, 256, 2 act_dim]`` and task ``t`` using slot
+``t % num_heads`` (a traced index): ``num_heads = max_tasks`` gives every task its own head, the
+reference's ``cycle`` shares a head between repeats of a task, and 1 is the baselines' single
+head. Baselines use the same MLP with plain Dense layers (``permuted=False``).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ class Actor(nn.Module):
 
   Attributes:
     action_size: act_dim.
-    max_tasks: number of preallocated head slots.
+    num_heads: preallocated head slots; task ``t`` uses slot ``t % num_heads``.
     hidden_sizes: widths of the hidden layers.
     num_modes: K score rows per permuted layer.
     tau: SoftSort temperature of the permuted layers.
@@ -35,7 +37,7 @@ class Actor(nn.Module):
   """
 
   action_size: int
-  max_tasks: int
+  num_heads: int
   hidden_sizes: tuple[int, ...] = (256, 256, 256)
   num_modes: int = 1
   tau: float = 1.0
@@ -68,12 +70,18 @@ class Actor(nn.Module):
       nn.initializers.variance_scaling(
         1.0 / 3.0, "fan_in", "uniform", in_axis=-2, out_axis=-1, batch_axis=(0,)
       ),
-      (self.max_tasks, h.shape[-1], out_size),
+      (self.num_heads, h.shape[-1], out_size),
     )
-    biases = self.param("head_bias", nn.initializers.zeros_init(), (self.max_tasks, out_size))
-    out = h @ kernels[task_id] + biases[task_id]
+    biases = self.param("head_bias", nn.initializers.zeros_init(), (self.num_heads, out_size))
+    slot = head_slot(task_id, self.num_heads)
+    out = h @ kernels[slot] + biases[slot]
     mu, log_std = jnp.split(out, 2, axis=-1)
     return mu, jnp.clip(log_std, LOG_STD_MIN, LOG_STD_MAX)
+
+
+def head_slot(task_id: Array, num_heads: int) -> Array:
+  """The head slot of task ``task_id``: ``task_id % num_heads``."""
+  return jnp.asarray(task_id) % num_heads
 
 
 class _QNetwork(nn.Module):
@@ -118,7 +126,7 @@ class AgentParams(NamedTuple):
 def make_sac_networks(
   observation_size: int,
   action_size: int,
-  max_tasks: int,
+  num_heads: int,
   hidden_sizes: tuple[int, ...] = (256, 256, 256),
   num_modes: int = 1,
   tau: float = 1.0,
@@ -126,7 +134,7 @@ def make_sac_networks(
 ) -> SACNetworks:
   del observation_size  # Shapes come from the first call; kept for a readable call site.
   return SACNetworks(
-    actor=Actor(action_size, max_tasks, hidden_sizes, num_modes, tau, permuted),
+    actor=Actor(action_size, num_heads, hidden_sizes, num_modes, tau, permuted),
     critic=TwinCritic(hidden_sizes),
   )
 

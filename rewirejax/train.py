@@ -25,9 +25,18 @@ from rewirejax import replay as replay_lib
 from rewirejax import sac
 from rewirejax.config import RunConfig
 from rewirejax.evaluation import make_evaluate
-from rewirejax.methods.base import Method
-from rewirejax.networks import AgentParams, init_agent_params, sample_tanh_gaussian
-from rewirejax.types import Array, EnvState, Metrics, PRNGKey, TaskEnv, TaskId, Transition
+from rewirejax.methods.base import Method, TrainerTools, ft_1_policy_size
+from rewirejax.networks import AgentParams, head_slot, init_agent_params, sample_tanh_gaussian
+from rewirejax.types import (
+  Array,
+  EnvState,
+  Metrics,
+  Params,
+  PRNGKey,
+  TaskEnv,
+  TaskId,
+  Transition,
+)
 
 
 @flax.struct.dataclass
@@ -53,7 +62,7 @@ class Trainer(NamedTuple):
   train_epoch: Callable[[TrainState, TaskId], tuple[TrainState, Metrics]]
   train_chunk: Callable[..., tuple[TrainState, Metrics]]
   end_task: Callable[[TrainState, TaskId], tuple[TrainState, Metrics]]
-  evaluate: Callable[[TrainState, TaskId, PRNGKey], Array]
+  evaluate: Callable[[TrainState, Array, PRNGKey], Array]
 
 
 def make_trainer(cfg: RunConfig, env: TaskEnv, method: Method) -> Trainer:
@@ -79,11 +88,20 @@ def make_trainer(cfg: RunConfig, env: TaskEnv, method: Method) -> Trainer:
     )
     return Transition(obs, act, zero, obs, zero, zero)
 
+  def init_params(key: PRNGKey) -> AgentParams:
+    return init_agent_params(
+      networks, key, env.observation_size, env.action_size, sac_cfg.init_temperature
+    )
+
+  tools = TrainerTools(
+    networks=networks,
+    init_actor=lambda key: init_params(key).actor,
+    evaluate=evaluate_actor,
+  )
+
   def init(key: PRNGKey) -> TrainState:
     key, key_params, key_method, key_env = jax.random.split(key, 4)
-    params = init_agent_params(
-      networks, key_params, env.observation_size, env.action_size, sac_cfg.init_temperature
-    )
+    params = init_params(key_params)
     return TrainState(
       learner=sac.init_learner(params, optimizers),
       method_state=method.init(key_method, params),
@@ -99,20 +117,13 @@ def make_trainer(cfg: RunConfig, env: TaskEnv, method: Method) -> Trainer:
     """SPEC §3 per-task resets, then the method's ``begin_task``."""
     key, key_env, key_method = jax.random.split(state.key, 3)
     params = state.learner.params
-    actor = params.actor["params"]
-    previous = jnp.maximum(task_id - 1, 0)  # Task 0 keeps its initial head.
-    actor = {
-      **actor,
-      "head_kernel": actor["head_kernel"].at[task_id].set(actor["head_kernel"][previous]),
-      "head_bias": actor["head_bias"].at[task_id].set(actor["head_bias"][previous]),
-    }
     params = AgentParams(
-      actor={**params.actor, "params": actor},
+      actor=_copy_previous_head(params.actor, task_id),
       critic=params.critic,  # Kept across tasks.
       target_critic=params.critic,  # A fresh copy of the critic.
       log_alpha=jnp.log(jnp.float32(sac_cfg.init_temperature)),
     )
-    params, method_state = method.begin_task(params, state.method_state, task_id, key_method)
+    params, method_state = method.begin_task(params, state.method_state, task_id, key_method, tools)
     return state.replace(
       learner=sac.init_learner(params, optimizers),  # New Adam states.
       method_state=method_state,
@@ -205,19 +216,39 @@ def make_trainer(cfg: RunConfig, env: TaskEnv, method: Method) -> Trainer:
   def end_task(state: TrainState, task_id: TaskId):
     key, key_method = jax.random.split(state.key)
     params, method_state, metrics = method.end_task(
-      state.learner.params, state.method_state, state.replay, task_id, key_method
+      state.learner.params, state.method_state, state.replay, task_id, key_method, tools
     )
     learner = state.learner._replace(params=params)
     return state.replace(learner=learner, method_state=method_state, key=key), metrics
 
-  def evaluate(state: TrainState, task_id: TaskId, key: PRNGKey) -> Array:
-    actor = method.eval_params(state.learner.params, state.method_state, task_id)
-    return evaluate_actor(actor, task_id, key)
+  def evaluate(state: TrainState, task_ids: Array, keys: PRNGKey) -> Array:
+    """Mean deterministic returns [num_tasks] on ``task_ids`` [num_tasks] (vmapped)."""
+
+    def one_task(task_id, key):
+      actor = method.eval_params(state.learner.params, state.method_state, task_id)
+      return evaluate_actor(actor, task_id, key)
+
+    return jax.vmap(one_task)(task_ids, keys)
 
   def train_epoch(state: TrainState, task_id: TaskId):
     return epoch(state, task_id, learn=True)
 
   return Trainer(init, begin_task, warmup, train_epoch, train_chunk, end_task, evaluate)
+
+
+def _copy_previous_head(actor: Params, task_id: TaskId) -> Params:
+  """SPEC §3: a task's head slot, on its first use, starts as a copy of the previous task's
+  head; task 0 and slots seen before keep theirs (a single shared head is left as it is)."""
+  params = actor["params"]
+  num_heads = params["head_kernel"].shape[0]
+  slot, previous = head_slot(task_id, num_heads), head_slot(task_id - 1, num_heads)
+  first_use = (task_id > 0) & (task_id < num_heads)
+
+  def copy(heads):
+    return heads.at[slot].set(jnp.where(first_use, heads[previous], heads[slot]))
+
+  heads = {name: copy(params[name]) for name in ("head_kernel", "head_bias")}
+  return {**actor, "params": {**params, **heads}}
 
 
 # --------------------------------------------------------------------------------------
@@ -235,12 +266,16 @@ class SequenceResult:
       trained, every ``eval_every_chunks`` chunks (empty when that is 0).
     chunk_metrics: one dict per chunk (means over seeds) as logged.
     state: the final seed-batched ``TrainState``.
+    policy_params: the method's policy parameter count after the sequence (``policy_size``).
+    ft_1_policy_params: FT-1's at the same sizes; model size = the ratio of the two.
   """
 
   returns: np.ndarray
   curves: np.ndarray
   chunk_metrics: list[dict[str, Any]]
   state: TrainState
+  policy_params: int | None = None
+  ft_1_policy_params: int | None = None
 
 
 def seed_sharding(num_seeds: int, devices: Sequence[jax.Device] | None = None):
@@ -282,11 +317,17 @@ def _over_seeds(fn, num_seeds: int, donate: bool = True, batched_args=(0, None))
   return jax.jit(single, donate_argnums=donate_argnums)
 
 
-def _eval_keys(seeds: Sequence[int], after_task: int, eval_task: int) -> jax.Array:
-  """Evaluation keys that depend only on (seed, after_task, eval_task): resume-stable."""
+def _eval_keys(seeds: Sequence[int], after_task: int, eval_tasks: Sequence[int]) -> jax.Array:
+  """Keys [num_seeds, num_eval_tasks] that depend only on (seed, after_task, eval_task), so a
+  resumed run evaluates exactly as an uninterrupted one."""
   return jnp.stack(
     [
-      jax.random.fold_in(jax.random.fold_in(jax.random.key(s), 1_000_003 + after_task), eval_task)
+      jnp.stack(
+        [
+          jax.random.fold_in(jax.random.fold_in(jax.random.key(s), 1_000_003 + after_task), t)
+          for t in eval_tasks
+        ]
+      )
       for s in seeds
     ]
   )
@@ -426,10 +467,10 @@ def train_sequence(
         **{k: float(np.nanmean(v)) if np.any(np.isfinite(v)) else None for k, v in metrics.items()},
       }
       if eval_every_chunks and (chunk + 1) % eval_every_chunks == 0:
-        keys = _eval_keys(seeds, 10_000 * task_index + chunk, tasks[task_index])
+        keys = _eval_keys(seeds, 10_000 * task_index + chunk, [tasks[task_index]])
         curves[:, task_index, (chunk + 1) // eval_every_chunks - 1] = np.asarray(
-          evaluate(state, task, keys)
-        )
+          evaluate(state, task[None], keys)
+        )[:, 0]
       history.append(logs.to_jsonable(record))
       position = {"task_index": task_index, "chunk": chunk + 1}
       if checkpointer is not None:
@@ -444,12 +485,14 @@ def train_sequence(
         recent_return=record["recent_return"],
       )
     state, _ = end_task(state, task)
-    for e, eval_task in enumerate(eval_tasks):
-      keys = _eval_keys(seeds, task_index, eval_task)
-      returns[:, task_index, e] = np.asarray(evaluate(state, jnp.int32(eval_task), keys))
+    keys = _eval_keys(seeds, task_index, eval_tasks)  # Every eval task in one vmapped call.
+    returns[:, task_index] = np.asarray(evaluate(state, jnp.asarray(eval_tasks), keys))
     position = {"task_index": task_index + 1, "chunk": 0}
     save((task_index + 1) * (num_chunks + 1))
   bar.close()
+  one_seed = jax.tree.map(lambda x: x[0], (state.learner.params.actor, state.method_state))
+  policy_params = method.policy_size(*one_seed, len(tasks))
+  ft_1_policy_params = ft_1_policy_size(env.observation_size, env.action_size, cfg)
   if out is not None:
     logs.write_json_atomic(
       out / "result.json",
@@ -460,7 +503,9 @@ def train_sequence(
         "eval_tasks": eval_tasks,
         "seeds": seeds,
         "method": method.name,
+        "policy_params": policy_params,
+        "ft_1_policy_params": ft_1_policy_params,
       },
     )
     checkpointer.close()
-  return SequenceResult(returns, curves, history, state)
+  return SequenceResult(returns, curves, history, state, policy_params, ft_1_policy_params)

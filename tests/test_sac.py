@@ -25,7 +25,7 @@ def np_tanh_gaussian(mu, log_std, eps):
 @pytest.fixture(scope="module")
 def setup():
   cfg = SACConfig(discount=0.9, reward_scaling=2.0, target_entropy_multiplier=2.0)
-  nets = networks_lib.make_sac_networks(OBS, ACT, max_tasks=2, hidden_sizes=(16, 16))
+  nets = networks_lib.make_sac_networks(OBS, ACT, num_heads=2, hidden_sizes=(16, 16))
   params = networks_lib.init_agent_params(nets, jax.random.key(0), OBS, ACT, 0.7)
   # A target critic that differs from the critic.
   other = networks_lib.init_agent_params(nets, jax.random.key(9), OBS, ACT, 0.7)

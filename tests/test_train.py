@@ -91,8 +91,20 @@ def test_vmapped_seeds_equal_single_runs(trainer):
     )
 
 
-def test_begin_task_resets_per_task_state(trainer, warm_state):
-  trained, _ = jax.jit(trainer.train_chunk)(warm_state, jnp.int32(0))
+def _task_headed_mlp(observation_size, action_size, cfg):
+  from rewirejax.networks import make_sac_networks
+
+  return make_sac_networks(
+    observation_size, action_size, cfg.max_tasks, cfg.sac.hidden_sizes, permuted=False
+  )
+
+
+def test_begin_task_resets_per_task_state():
+  trainer = make_trainer(TINY, TargetReachEnv(), fine_tuning(make_networks=_task_headed_mlp))
+  state = jax.jit(trainer.init)(jax.random.key(0))
+  state = jax.jit(trainer.begin_task)(state, jnp.int32(0))
+  state, _ = jax.jit(trainer.warmup)(state, jnp.int32(0))
+  trained, _ = jax.jit(trainer.train_chunk)(state, jnp.int32(0))
   fresh = jax.jit(trainer.begin_task)(trained, jnp.int32(1))
   params = fresh.learner.params
   assert int(fresh.replay.size) == 0 and int(fresh.env_steps) == 0
@@ -104,6 +116,23 @@ def test_begin_task_resets_per_task_state(trainer, warm_state):
   assert int(fresh.learner.critic_steps) == 0
 
 
+def test_head_slot_copied_only_on_first_use():
+  from rewirejax.train import _copy_previous_head
+
+  heads = jnp.arange(2.0)[:, None, None] * jnp.ones((2, 3, 4))  # Slot s is filled with s.
+  actor = {"params": {"head_kernel": heads, "head_bias": jnp.arange(2.0)[:, None] * jnp.ones(4)}}
+
+  def slots_after(task):
+    out = _copy_previous_head(actor, jnp.int32(task))["params"]
+    return [float(out["head_kernel"][s, 0, 0]) for s in range(2)]
+
+  assert slots_after(0) == [0.0, 1.0]  # Task 0 keeps its initial head.
+  assert slots_after(1) == [0.0, 0.0]  # Slot 1's first use: a copy of task 0's head.
+  assert slots_after(2) == [0.0, 1.0]  # Task 2 reuses slot 0 (a repeat): nothing is copied.
+  single = {"params": {"head_kernel": heads[:1], "head_bias": jnp.ones((1, 4))}}
+  chex.assert_trees_all_equal(_copy_previous_head(single, jnp.int32(3)), single)
+
+
 def test_sac_learns_the_toy_task():
   cfg = dataclasses.replace(TINY, epochs_per_chunk=50)
   trainer = make_trainer(cfg, TargetReachEnv(), fine_tuning())
@@ -111,15 +140,15 @@ def test_sac_learns_the_toy_task():
   state = jax.jit(trainer.init)(jax.random.key(0))
   state = jax.jit(trainer.begin_task)(state, task)
   evaluate = jax.jit(trainer.evaluate)
-  before = float(evaluate(state, task, jax.random.key(1)))
+  before = float(evaluate(state, task[None], jax.random.key(1)[None])[0])
   state, _ = jax.jit(trainer.warmup)(state, task)
   chunk = jax.jit(trainer.train_chunk)
   for _ in range(cfg.num_chunks):
     state, metrics = chunk(state, task)
-  after = float(evaluate(state, task, jax.random.key(1)))
-  # Optimum 0; a uniformly random policy scores about -5.5 over 10 steps.
-  assert before < -1.0
-  assert after > -0.5, (before, after)
+  after = float(evaluate(state, task[None], jax.random.key(1)[None])[0])
+  # Optimum 10; a uniformly random policy scores about 4.5 over 10 steps.
+  assert before < 9.0
+  assert after > 9.5, (before, after)
   assert np.isfinite(float(metrics["critic/loss"]))
 
 
@@ -243,8 +272,8 @@ def test_head_init_does_not_depend_on_task_slots():
   from rewirejax.networks import make_sac_networks
 
   bounds = []
-  for max_tasks in (1, 8):
-    nets = make_sac_networks(3, 2, max_tasks=max_tasks, hidden_sizes=(64,), permuted=False)
+  for num_heads in (1, 8):
+    nets = make_sac_networks(3, 2, num_heads=num_heads, hidden_sizes=(64,), permuted=False)
     params = nets.actor.init(jax.random.key(0), jnp.zeros((1, 3)), jnp.int32(0))
     bounds.append(float(jnp.max(jnp.abs(params["params"]["head_kernel"]))))
   # U(-1/sqrt(64), 1/sqrt(64)), as PyTorch's Linear: the max is close to 0.125 either way.
@@ -256,7 +285,7 @@ def test_evaluation_averages_rollout_rounds():
   from rewirejax.networks import make_sac_networks
 
   env = TargetReachEnv()
-  nets = make_sac_networks(env.observation_size, env.action_size, max_tasks=2, hidden_sizes=(8,))
+  nets = make_sac_networks(env.observation_size, env.action_size, num_heads=2, hidden_sizes=(8,))
   actor = nets.actor.init(jax.random.key(0), jnp.zeros((1, env.observation_size)), jnp.int32(0))
   one_round = make_evaluate_round(env, nets, num_envs=4)
   key, task = jax.random.key(5), jnp.int32(1)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from rewirejax.envs.tasks import ALL_ACTUATORS, TaskSpec
+from rewirejax.envs.tasks import ALL_ACTUATORS, TaskSpec, make_task_env
+from rewirejax.envs.toy import TargetReachEnv
 
 
 def _ant_legs_off(*legs: int) -> tuple[str, ...]:
@@ -59,6 +60,8 @@ TASKS: dict[str, dict[str, TaskSpec]] = {
       TaskSpec("tinyfeet", bodies=(("shin", 0.5),)),
     )
   },
+  # The tiny scenario for tests: envs.toy.TargetReachEnv, whose odd task ids flip the target.
+  "toy": {t.name: t for t in (TaskSpec("target"), TaskSpec("flipped_target"))},
 }
 
 
@@ -98,6 +101,7 @@ _SEQUENCES = {
     "disabled_backfeet",
   ),
   "humanoid/hard": ("normal", "moon", "carrystuff", "tinyfeet"),
+  "toy/tiny": ("target", "flipped_target"),
 }
 _PERIOD = {"halfcheetah/robustness": 2, "ant/robustness": 2}
 
@@ -111,9 +115,17 @@ def get_scenario(name: str) -> Scenario:
   if name not in _SEQUENCES:
     raise ValueError(f"Unknown scenario {name!r}; choices: {list(_SEQUENCES)}.")
   env_name = name.split("/")[0]
-  repeats, steps = (1, 2_000_000) if env_name == "humanoid" else (2, 1_000_000)
+  repeats, steps = {"humanoid": (1, 2_000_000), "toy": (2, 3_200)}.get(env_name, (2, 1_000_000))
   specs = tuple(TASKS[env_name][t] for t in _SEQUENCES[name]) * repeats
   return Scenario(name, env_name, specs, steps, _PERIOD.get(name, 4))
+
+
+def make_scenario_env(scenario: Scenario, backend: str = "mjx", episode_length: int = 1000):
+  """The ``TaskEnv`` whose task id ``i`` is ``scenario.tasks[i]`` (the toy env ignores
+  ``backend`` and ``episode_length``)."""
+  if scenario.env_name == "toy":
+    return TargetReachEnv(num_tasks=len(scenario.tasks))
+  return make_task_env(scenario.env_name, scenario.tasks, backend, episode_length)
 
 
 def get_task(env_name: str, task_name: str) -> TaskSpec:

@@ -1,9 +1,11 @@
 """A tiny pure-JAX task environment with a known optimum, for fast algorithm tests.
 
 Each episode draws a target ``g`` uniformly in [-0.8, 0.8]^d; the observation is ``g`` and
-the elapsed fraction of the episode; the reward is ``-mean_i (a_i - s_k g_i)^2`` where ``s_k``
-is the task's sign (odd tasks flip the target). The optimal return is 0; a uniformly random
-policy scores about ``-(1/3 + 0.64/3) * episode_length``. Implements ``types.TaskEnv``.
+the elapsed fraction of the episode; the reward is ``1 - mean_i (a_i - s_k g_i)^2`` where ``s_k``
+is the task's sign (odd tasks flip the target). The optimal return is ``episode_length`` (10);
+a uniformly random policy scores about ``(1 - 1/3 - 0.64/3) * episode_length`` (4.5), and the
+policy of the other sign about ``(1 - 4 * 0.64/3) * episode_length`` (1.5). Returns are positive,
+so they can be normalised as the paper does. Implements ``types.TaskEnv``.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ class TargetReachEnv:
   def step(self, state: EnvState, action: Array, task_id: TaskId) -> EnvState:
     target = state.info["target"]
     sign = 1.0 - 2.0 * (task_id % 2).astype(jnp.float32)
-    reward = -jnp.mean((jnp.clip(action, -1.0, 1.0) - sign * target) ** 2)
+    reward = 1.0 - jnp.mean((jnp.clip(action, -1.0, 1.0) - sign * target) ** 2)
     steps = state.info["steps"] + 1
     final_obs = self._obs(target, steps)
     done = (steps >= self.episode_length).astype(jnp.float32)

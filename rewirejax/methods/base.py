@@ -11,7 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 
 from rewirejax import networks as networks_lib
 from rewirejax.config import RunConfig
@@ -19,6 +21,21 @@ from rewirejax.replay import ReplayState
 from rewirejax.types import Array, Metrics, Params, PRNGKey, TaskId, Transition
 
 MethodState = Any
+
+
+class TrainerTools(NamedTuple):
+  """The trainer's own machinery, handed to the task-boundary hooks (pure, traceable).
+
+  Attributes:
+    networks: the method's ``SACNetworks``.
+    init_actor: key -> fresh actor params (SAC-N's new policy per task).
+    evaluate: (actor_params, task_id, key) -> mean deterministic return on ``task_id``, with the
+      run's evaluation settings (mode selection, alpha search).
+  """
+
+  networks: networks_lib.SACNetworks
+  init_actor: Callable[[PRNGKey], Params]
+  evaluate: Callable[[Params, TaskId, PRNGKey], Array]
 
 
 class Method(NamedTuple):
@@ -29,15 +46,19 @@ class Method(NamedTuple):
     make_networks: (observation_size, action_size, run_config) -> SACNetworks; default the
       plain MLP actor (rewiring methods build it from PermutedDense).
     init: (key, agent_params) -> method_state, once per run.
-    begin_task: (agent_params, method_state, task_id, key) -> (agent_params, method_state),
-      after the trainer's own per-task resets.
+    begin_task: (agent_params, method_state, task_id, key, tools) -> (agent_params,
+      method_state), after the trainer's own per-task resets (``tools``: ``TrainerTools``).
     penalty: (actor_params, method_state, batch, task_id) -> (scalar, metrics), added to the
       actor loss (L2, EWC, distillation, alignment).
     mask_grads: (actor_grads, method_state, task_id) -> actor_grads (freezing weights).
-    end_task: (agent_params, method_state, replay, task_id, key) ->
+    end_task: (agent_params, method_state, replay, task_id, key, tools) ->
       (agent_params, method_state, metrics), after training a task.
     eval_params: (agent_params, method_state, task_id) -> actor_params used to evaluate
       ``task_id`` (a stored copy, a cached wiring, a mask).
+    policy_size: (actor_params, method_state, num_tasks) -> int, the number of policy
+      parameters after ``num_tasks`` tasks, as the paper counts model size (host side, on one
+      seed's arrays or their shapes): stored copies, masks, wirings and used heads count; the
+      critic does not.
   """
 
   name: str
@@ -48,13 +69,14 @@ class Method(NamedTuple):
   mask_grads: Callable[[Params, MethodState, TaskId], Params]
   end_task: Callable[..., tuple[networks_lib.AgentParams, MethodState, Metrics]]
   eval_params: Callable[[networks_lib.AgentParams, MethodState, TaskId], Params]
+  policy_size: Callable[[Params, MethodState, int], int]
 
 
 def make_mlp_networks(observation_size: int, action_size: int, cfg: RunConfig):
-  """The baselines' networks (SPEC §2): the task-headed actor with plain Dense hidden layers
-  (no permutation) and the twin critic."""
+  """The baselines' networks (SPEC §2): the reference's plain MLP actor (Dense hidden layers,
+  one head shared by every task) and the twin critic."""
   return networks_lib.make_sac_networks(
-    observation_size, action_size, cfg.max_tasks, cfg.sac.hidden_sizes, permuted=False
+    observation_size, action_size, 1, cfg.sac.hidden_sizes, permuted=False
   )
 
 
@@ -63,8 +85,8 @@ def _init(key, params):
   return ()
 
 
-def _begin_task(params, state, task_id, key):
-  del task_id, key
+def _begin_task(params, state, task_id, key, tools):
+  del task_id, key, tools
   return params, state
 
 
@@ -78,14 +100,43 @@ def _mask_grads(grads, state, task_id):
   return grads
 
 
-def _end_task(params, state, replay: ReplayState, task_id, key):
-  del replay, task_id, key
+def _end_task(params, state, replay: ReplayState, task_id, key, tools):
+  del replay, task_id, key, tools
   return params, state, {}
 
 
 def _eval_params(params, state, task_id):
   del state, task_id
   return params.actor
+
+
+def num_params(tree) -> int:
+  """Number of scalars in a pytree of arrays or ``ShapeDtypeStruct``s."""
+  return int(sum(np.prod(x.shape, dtype=np.int64) for x in jax.tree.leaves(tree)))
+
+
+def actor_size(actor_params: Params, num_tasks: int) -> int:
+  """Parameters of one task-headed actor after ``num_tasks`` tasks: the hidden layers and the
+  head slots used so far (``min(num_tasks, num_heads)``; FT-1's single head counts once)."""
+  params = actor_params["params"]
+  num_heads = params["head_kernel"].shape[0]
+  per_head = num_params((params["head_kernel"], params["head_bias"])) // num_heads
+  shared = num_params(actor_params) - num_heads * per_head
+  return shared + min(max(num_tasks, 1), num_heads) * per_head
+
+
+def ft_1_policy_size(observation_size: int, action_size: int, cfg: RunConfig) -> int:
+  """FT-1's policy parameter count at these sizes: the unit of model size."""
+  actor = make_mlp_networks(observation_size, action_size, cfg).actor
+  shapes = jax.eval_shape(
+    actor.init, jax.random.key(0), jnp.zeros((1, observation_size)), jnp.int32(0)
+  )
+  return actor_size(shapes, 1)
+
+
+def _policy_size(actor_params, state, num_tasks):
+  del state
+  return actor_size(actor_params, num_tasks)
 
 
 _IDENTITY_HOOKS = {
@@ -96,6 +147,7 @@ _IDENTITY_HOOKS = {
   "mask_grads": _mask_grads,
   "end_task": _end_task,
   "eval_params": _eval_params,
+  "policy_size": _policy_size,
 }
 
 

@@ -1,0 +1,168 @@
+"""The paper's Brax experiments: scenarios x methods, all seeds of a pair in one vmapped job.
+
+    python experiments/reproduce_brax.py --scenarios halfcheetah/forgetting --methods ft_1 sac_n \
+        --seeds 3 --budget 0.02 --backend spring
+
+(or ``make reproduce-brax SCENARIOS=... METHODS=... SEEDS=... BUDGET=... BACKEND=...``). For each
+pair it writes ``<out>/<scenario>/<method>.json`` (R matrices, curves, config, timing) and keeps
+the run's checkpoints in ``<out>/<scenario>/<method>/``, so a killed run resumes where it
+stopped and a finished pair is not recomputed. SAC-N runs first in each scenario; its returns
+become the scenario's reference (``experiments/references/``) when none exists at this budget
+and backend. Finally the table (``<out>/table.md``, ``.csv``) and plots are rebuilt from the
+JSON files, as ``rewirejax report <out>`` does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+import time
+
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "experiments"))
+
+from configs import brax as brax_configs  # noqa: E402
+
+from rewirejax import logging as logs  # noqa: E402
+from rewirejax import references as refs  # noqa: E402
+from rewirejax.envs.scenarios import get_scenario, make_scenario_env, scenario_names  # noqa: E402
+from rewirejax.methods import METHODS, make_method  # noqa: E402
+from rewirejax.report import build_report  # noqa: E402
+from rewirejax.train import train_sequence  # noqa: E402
+
+BRAX_SCENARIOS = [name for name in scenario_names() if not name.startswith("toy/")]
+
+
+def _settings(cfg, scenario: str, method: str, budget: float, seeds: list[int]) -> dict:
+  """What makes a finished result reusable: the same settings."""
+  return {
+    "scenario": scenario,
+    "method": method,
+    "budget": budget,
+    "backend": cfg.backend,
+    "seeds": seeds,
+    "config": logs.to_jsonable(cfg),
+  }
+
+
+def run_pair(
+  scenario: str,
+  method_name: str,
+  seeds: list[int],
+  budget: float,
+  backend: str,
+  out: pathlib.Path,
+  progress: bool = True,
+) -> dict:
+  """Trains one (scenario, method) with all seeds vmapped; returns the result payload."""
+  cfg = brax_configs.get_config(scenario, method_name, budget, backend)
+  settings = _settings(cfg, scenario, method_name, budget, seeds)
+  result_path = out / scenario / f"{method_name}.json"
+  if result_path.exists():
+    result = json.loads(result_path.read_text())
+    if {k: result.get(k) for k in settings} != settings:
+      raise ValueError(
+        f"{result_path} holds a run with other settings (budget, backend, seeds or config); "
+        "use another --out or delete it."
+      )
+    print(f"{scenario} / {method_name}: done before, kept ({result_path}).")
+    return result
+  run_dir = out / scenario / method_name
+  saved = run_dir / "settings.json"
+  if saved.exists() and json.loads(saved.read_text()) != logs.to_jsonable(settings):
+    raise ValueError(f"{run_dir} holds checkpoints of a run with other settings; delete it.")
+  run_dir.mkdir(parents=True, exist_ok=True)
+  logs.write_json_atomic(saved, settings)
+
+  spec = get_scenario(scenario)
+  env = make_scenario_env(spec, backend)
+  method = make_method(method_name, cfg)
+  eval_every = brax_configs.eval_every_chunks(cfg)
+  print(
+    f"{scenario} / {method_name}: {len(spec.tasks)} tasks x {cfg.steps_per_task:,} steps, "
+    f"seeds {seeds}, backend {backend}, {cfg.sac.num_envs} envs, eval "
+    f"{cfg.num_eval_envs} envs x {cfg.num_eval_rollouts}"
+  )
+  start = time.perf_counter()
+  result = train_sequence(
+    cfg,
+    env,
+    method,
+    tasks=range(len(spec.tasks)),
+    seeds=seeds,
+    out_dir=run_dir,
+    resume=True,
+    eval_every_chunks=eval_every,
+    progress=progress,
+  )
+  wall = time.perf_counter() - start
+  train_seconds = sum(m["seconds"] for m in result.chunk_metrics)
+  trained_steps = sum(
+    len(seeds) * cfg.epochs_in_chunk(m["chunk"]) * cfg.sac.num_envs for m in result.chunk_metrics
+  )
+  per_eval = eval_every * cfg.epochs_per_chunk * cfg.sac.num_envs
+  num_evals = result.curves.shape[-1]
+  payload = {
+    **settings,
+    "env_name": spec.env_name,
+    "task_names": [t.name for t in spec.tasks],
+    "steps_per_task": cfg.steps_per_task,
+    "returns": result.returns,
+    "curves": result.curves,
+    "curve_steps": cfg.sac.warmup_transitions + per_eval * np.arange(1, num_evals + 1),
+    "policy_params": result.policy_params,
+    "ft_1_policy_params": result.ft_1_policy_params,
+    "wall_seconds": wall,  # This call only (a resumed run counts from the resume).
+    "train_env_steps_per_s": trained_steps / train_seconds if train_seconds else None,
+    "versions": logs.manifest(None)["versions"],
+  }
+  logs.write_json_atomic(result_path, payload)
+  return json.loads(result_path.read_text())
+
+
+def main(argv: list[str] | None = None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--scenarios", nargs="+", default=BRAX_SCENARIOS, help="default: all nine")
+  parser.add_argument("--methods", nargs="+", default=list(METHODS), help="default: all")
+  parser.add_argument("--seeds", type=int, default=10, help="seeds 0..N-1, vmapped in one job")
+  parser.add_argument("--budget", type=float, default=1.0, help="fraction of the paper's steps")
+  parser.add_argument("--backend", default="mjx", help="mjx | spring | generalized | positional")
+  parser.add_argument("--out", type=pathlib.Path, default=ROOT / "results")
+  parser.add_argument("--references", type=pathlib.Path, default=refs.DEFAULT_DIR)
+  parser.add_argument("--no-progress", action="store_true")
+  args = parser.parse_args(argv)
+  try:
+    for scenario in args.scenarios:
+      get_scenario(scenario)
+    for method in args.methods:
+      if method not in METHODS:
+        raise ValueError(f"Unknown method {method!r}; choices: {list(METHODS)}.")
+    if args.seeds < 1:
+      raise ValueError(f"--seeds must be >= 1, got {args.seeds}.")
+    # SAC-N first: the scenario's normaliser.
+    methods = sorted(args.methods, key=lambda m: m != "sac_n")
+    seeds = list(range(args.seeds))
+    for scenario in args.scenarios:
+      for method in methods:
+        result = run_pair(
+          scenario, method, seeds, args.budget, args.backend, args.out, not args.no_progress
+        )
+        path = refs.reference_path(args.references, scenario, args.backend, args.budget)
+        if method == "sac_n" and not path.exists():
+          refs.write_reference(args.references, refs.reference_from_result(result))
+          print(f"Wrote the SAC-N reference {path}.")
+    table = build_report(args.out, args.references)
+  except ValueError as error:
+    print(f"reproduce_brax: error: {error}", file=sys.stderr)
+    return 2
+  print(table.read_text())
+  print(f"Table: {table}; plots next to each result in {args.out}/<scenario>/.")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

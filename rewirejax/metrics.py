@@ -1,0 +1,161 @@
+"""The paper's continual-learning metrics (SPEC §7), in NumPy on the host.
+
+Notation: ``R[s, j, i]`` is seed ``s``'s deterministic return on task ``i`` after training task
+``j`` (tasks in training order, so ``R`` is square per seed); ``curves[s, i, k]`` is the return on
+task ``i`` at the ``k``-th evaluation while it is trained; ``reference`` is SAC-N's return per
+task (``ref[i]``) measured by rewirejax itself at the same budget and backend. With
+``T`` tasks:
+
+* average performance ``P_s = 1/T sum_i R[s, T-1, i] / ref[i]`` (paper, Sec. 4.1);
+* forgetting ``F_i = (R[i, i] - R[T-1, i]) / ref[i]``, averaged over ``i < T-1`` (the last task
+  cannot be forgotten yet);
+* forward transfer ``FT_i = (AUC_i - AUC_i^ref) / (1 - AUC_i^ref)``, with ``AUC_i`` the mean of
+  task ``i``'s curve divided by ``ref[i]`` (the area under the normalised learning curve, the
+  training time rescaled to 1) and ``AUC_i^ref`` the same for SAC-N's curve;
+* model size: the largest policy parameter count over the run divided by FT-1's.
+
+Returns are normalised by dividing by ``ref[i]``, which is meaningful only for ``ref[i] > 0``; a
+task with a non-positive reference gives NaN (and the means skip it, saying so in ``notes``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+
+import numpy as np
+
+
+def _check_square(returns: np.ndarray) -> np.ndarray:
+  returns = np.asarray(returns, dtype=float)
+  if returns.ndim != 3 or returns.shape[1] != returns.shape[2]:
+    raise ValueError(
+      f"returns must be R[seed, after_task, eval_task] with eval tasks in training order "
+      f"(square per seed), got shape {returns.shape}."
+    )
+  return returns
+
+
+def _reference(reference, num_tasks: int) -> np.ndarray:
+  ref = np.asarray(reference, dtype=float)
+  if ref.shape != (num_tasks,):
+    raise ValueError(f"reference must have one return per task ({num_tasks}), got {ref.shape}.")
+  return ref
+
+
+def normalize(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
+  """``values[..., i] / reference[i]``; NaN where ``reference[i] <= 0`` (undefined)."""
+  ref = np.asarray(reference, dtype=float)
+  safe = np.where(ref > 0, ref, np.nan)
+  return np.asarray(values, dtype=float) / safe
+
+
+def _nanmean(x: np.ndarray, axis) -> np.ndarray:
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore", RuntimeWarning)  # All-NaN slices stay NaN.
+    return np.nanmean(x, axis=axis)
+
+
+def average_performance(returns: np.ndarray, reference: np.ndarray) -> np.ndarray:
+  """``P_s`` [num_seeds]: final-row returns normalised by SAC-N, averaged over tasks."""
+  returns = _check_square(returns)
+  ref = _reference(reference, returns.shape[1])
+  return _nanmean(normalize(returns[:, -1, :], ref), axis=-1)
+
+
+def forgetting(returns: np.ndarray, reference: np.ndarray | None = None) -> np.ndarray:
+  """``F_s`` [num_seeds]: mean over ``i < T-1`` of ``R[i, i] - R[T-1, i]`` (normalised by the
+  reference when given). NaN for a single task."""
+  returns = _check_square(returns)
+  num_tasks = returns.shape[1]
+  diag = np.diagonal(returns, axis1=1, axis2=2)  # [S, T]: R[s, i, i]
+  drop = diag - returns[:, -1, :]
+  if reference is not None:
+    drop = normalize(drop, _reference(reference, num_tasks))
+  if num_tasks < 2:
+    return np.full(returns.shape[0], np.nan)
+  return _nanmean(drop[:, :-1], axis=-1)
+
+
+def area_under_curve(curves: np.ndarray, reference: np.ndarray) -> np.ndarray:
+  """``AUC[s, i]``: the mean of task ``i``'s learning curve, normalised by ``reference[i]``."""
+  curves = np.asarray(curves, dtype=float)
+  if curves.ndim != 3 or curves.shape[-1] == 0:
+    raise ValueError(f"curves must be [seed, task, num_evals >= 1], got shape {curves.shape}.")
+  return _nanmean(normalize(np.moveaxis(curves, 1, -1), reference), axis=-2)
+
+
+def forward_transfer(
+  curves: np.ndarray, reference_curves: np.ndarray, reference: np.ndarray
+) -> np.ndarray:
+  """``FT_s`` [num_seeds]: mean over tasks of ``(AUC_i - AUC_i^ref) / (1 - AUC_i^ref)``.
+
+  Args:
+    curves: [num_seeds, num_tasks, num_evals] the method's learning curves.
+    reference_curves: [num_tasks, num_evals] SAC-N's (mean over its seeds), same eval points.
+    reference: [num_tasks] SAC-N's final returns, the normaliser.
+  """
+  curves = np.asarray(curves, dtype=float)
+  ref_curves = np.asarray(reference_curves, dtype=float)
+  if ref_curves.shape != curves.shape[1:]:
+    raise ValueError(
+      f"reference curves {ref_curves.shape} and curves {curves.shape[1:]} differ in tasks or "
+      "evaluation points: they must come from the same budget and evaluation schedule."
+    )
+  ref = _reference(reference, curves.shape[1])
+  auc = area_under_curve(curves, ref)  # [S, T]
+  auc_ref = area_under_curve(ref_curves[None], ref)[0]  # [T]
+  gap = np.where(np.abs(1.0 - auc_ref) > 1e-6, 1.0 - auc_ref, np.nan)
+  return _nanmean((auc - auc_ref) / gap, axis=-1)
+
+
+def model_size(policy_params: int, ft_1_policy_params: int) -> float:
+  """The method's largest policy parameter count relative to FT-1's."""
+  if ft_1_policy_params <= 0:
+    raise ValueError("FT-1's parameter count must be positive.")
+  return policy_params / ft_1_policy_params
+
+
+@dataclasses.dataclass(frozen=True)
+class Summary:
+  """Per-seed metrics of one (scenario, method) run (NaN where undefined)."""
+
+  performance: np.ndarray  # [num_seeds] P_s (NaN without a reference).
+  forgetting: np.ndarray  # [num_seeds] F_s, normalised when a reference exists.
+  forward_transfer: np.ndarray  # [num_seeds] FT_s (NaN without reference curves).
+  final_return: np.ndarray  # [num_seeds] mean raw return of the final row.
+  model_size: float
+  notes: tuple[str, ...] = ()
+
+
+def summarize(
+  returns: np.ndarray,
+  curves: np.ndarray,
+  policy_params: int,
+  ft_1_policy_params: int,
+  reference: np.ndarray | None = None,
+  reference_curves: np.ndarray | None = None,
+) -> Summary:
+  """All metrics of one run; without a reference only the raw ones are defined."""
+  returns = _check_square(returns)
+  num_seeds, notes = returns.shape[0], []
+  nan = np.full(num_seeds, np.nan)
+  performance, transfer = nan, nan
+  if reference is not None:
+    ref = _reference(reference, returns.shape[1])
+    performance = average_performance(returns, ref)
+    if np.any(ref <= 0):
+      notes.append(f"tasks {np.flatnonzero(ref <= 0).tolist()} skipped: SAC-N return <= 0")
+    curves = np.asarray(curves, dtype=float)
+    if reference_curves is not None and curves.size:
+      transfer = forward_transfer(curves, reference_curves, ref)
+  else:
+    notes.append("no SAC-N reference: raw returns only")
+  return Summary(
+    performance=performance,
+    forgetting=forgetting(returns, reference),
+    forward_transfer=transfer,
+    final_return=np.mean(returns[:, -1, :], axis=-1),
+    model_size=model_size(policy_params, ft_1_policy_params),
+    notes=tuple(notes),
+  )

@@ -1,0 +1,222 @@
+"""Tables and plots from result files alone: ``rewirejax report results/``.
+
+Reads every ``<results>/<env>/<scenario>/<method>.json`` written by ``make reproduce-brax``,
+normalises by the SAC-N reference of the same scenario, backend and budget (``references``),
+and writes ``table.md`` (the paper's Table 1: method x domain, performance +- std over seeds and
+model size, then every scenario with forgetting and forward transfer), ``table.csv``, and per run
+``<method>_curves.png`` (learning curve of each task) and ``<method>_returns.png`` (R as a heat
+map).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import pathlib
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+
+from rewirejax import logging as logs
+from rewirejax import metrics
+from rewirejax import references as refs
+
+DOMAINS = {"halfcheetah": "HalfCheetah", "ant": "Ant", "humanoid": "Humanoid", "toy": "Toy"}
+
+
+def load_results(results_dir: pathlib.Path) -> list[dict[str, Any]]:
+  """Every result JSON under ``results_dir`` (files with a ``returns`` matrix)."""
+  results = []
+  for path in sorted(pathlib.Path(results_dir).glob("*/*/*.json")):
+    payload = json.loads(path.read_text())
+    if isinstance(payload, dict) and {"returns", "scenario", "method"} <= set(payload):
+      payload["_path"] = str(path)
+      results.append(payload)
+  return results
+
+
+def summarize_result(result: dict[str, Any], reference_dir: pathlib.Path) -> metrics.Summary:
+  """Metrics of one result, normalised when a matching SAC-N reference exists."""
+  reference, reference_curves = None, None
+  try:
+    ref = refs.load_reference(
+      reference_dir, result["scenario"], result["backend"], float(result["budget"])
+    )
+  except ValueError:
+    ref = None
+  if ref is not None:
+    reference = np.asarray(ref["final_returns"], dtype=float)
+    curves = np.asarray(ref["curves"], dtype=float)
+    if curves.shape == np.asarray(result["curves"]).shape[1:]:
+      reference_curves = curves
+  return metrics.summarize(
+    np.asarray(result["returns"], dtype=float),
+    np.asarray(result["curves"], dtype=float),
+    result["policy_params"],
+    result["ft_1_policy_params"],
+    reference,
+    reference_curves,
+  )
+
+
+def _mean_std(x: np.ndarray, digits: int = 2) -> str:
+  x = np.asarray(x, dtype=float)
+  x = x[np.isfinite(x)]
+  if not x.size:
+    return "n/a"
+  return f"{np.mean(x):.{digits}f} ± {np.std(x):.{digits}f}"
+
+
+def build_tables(results: list[dict[str, Any]], reference_dir: pathlib.Path) -> tuple[str, str]:
+  """(Markdown, CSV) of the domain table and the per-scenario table."""
+  rows, notes = [], []
+  for result in results:
+    summary = summarize_result(result, reference_dir)
+    rows.append((result, summary))
+    notes += [f"{result['scenario']} / {result['method']}: {n}" for n in summary.notes]
+
+  # Table 1: per method and domain, the per-seed average over the domain's scenarios.
+  per_domain = defaultdict(lambda: defaultdict(list))
+  for result, summary in rows:
+    per_domain[(result["method"], result["env_name"])]["perf"].append(summary.performance)
+    per_domain[(result["method"], result["env_name"])]["size"].append(summary.model_size)
+  domains = [d for d in DOMAINS if any(r["env_name"] == d for r, _ in rows)]
+  methods = sorted({r["method"] for r, _ in rows})
+  out = io.StringIO()
+  settings = sorted({(r["backend"], float(r["budget"]), len(r["seeds"])) for r, _ in rows})
+  out.write("# Results\n\n")
+  out.write(
+    "Settings (backend, budget, seeds): "
+    + "; ".join(f"{b}, {g:g}, {s}" for b, g, s in settings)
+    + "\n\n## Average performance (SAC-N = 1) and model size (FT-1 = 1)\n\n"
+  )
+  out.write("| method | " + " | ".join(f"{DOMAINS[d]} perf | size" for d in domains) + " |\n")
+  out.write("|---|" + "---|---|" * len(domains) + "\n")
+  for method in methods:
+    cells = []
+    for d in domains:
+      entry = per_domain.get((method, d))
+      if entry is None:
+        cells += ["", ""]
+        continue
+      perf = _seedwise_mean(entry["perf"])
+      cells += [_mean_std(perf), f"{np.max(entry['size']):.1f}"]
+    out.write(f"| {method} | " + " | ".join(cells) + " |\n")
+  out.write(
+    "\nPerformance: per seed, the final returns normalised by SAC-N's and averaged over the "
+    "domain's tasks and scenarios; ± is the std over seeds.\n\n## Per scenario\n\n"
+  )
+  header = [
+    "scenario",
+    "method",
+    "performance",
+    "forgetting",
+    "forward transfer",
+    "final return",
+    "model size",
+    "seeds",
+    "budget",
+    "backend",
+    "wall s",
+  ]
+  out.write("| " + " | ".join(header) + " |\n|" + "---|" * len(header) + "\n")
+  table = io.StringIO()
+  writer = csv.writer(table)
+  writer.writerow(header)
+  for result, summary in sorted(rows, key=lambda rs: (rs[0]["scenario"], rs[0]["method"])):
+    cells = [
+      result["scenario"],
+      result["method"],
+      _mean_std(summary.performance),
+      _mean_std(summary.forgetting),
+      _mean_std(summary.forward_transfer),
+      _mean_std(summary.final_return, 1),
+      f"{summary.model_size:.2f}",
+      str(len(result["seeds"])),
+      f"{float(result['budget']):g}",
+      result["backend"],
+      f"{result.get('wall_seconds', float('nan')):.0f}",
+    ]
+    out.write("| " + " | ".join(cells) + " |\n")
+    writer.writerow(cells)
+  if notes:
+    out.write("\nNotes:\n" + "".join(f"- {n}\n" for n in notes))
+  return out.getvalue(), table.getvalue()
+
+
+def _seedwise_mean(per_scenario: list[np.ndarray]) -> np.ndarray:
+  """Per-seed mean over scenarios when they ran the same seeds, else all values pooled."""
+  lengths = {len(x) for x in per_scenario}
+  if len(lengths) == 1:
+    with np.errstate(all="ignore"):
+      return np.nanmean(np.stack(per_scenario), axis=0)
+  return np.concatenate(per_scenario)
+
+
+def plot_result(result: dict[str, Any], reference_dir: pathlib.Path, out_dir: pathlib.Path) -> None:
+  """``<method>_curves.png`` and ``<method>_returns.png`` next to the result file."""
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  method, names = result["method"], result["task_names"]
+  curves = np.asarray(result["curves"], dtype=float)  # [S, T, N]
+  steps = np.asarray(result["curve_steps"], dtype=float)
+  fig, ax = plt.subplots(figsize=(7, 3.5))
+  for t, name in enumerate(names):
+    if not curves.size:
+      break
+    x = t * result["steps_per_task"] + steps
+    mean = np.nanmean(curves[:, t], axis=0)
+    ax.plot(x, mean, label=f"{t}: {name}")
+    if curves.shape[0] > 1:
+      std = np.nanstd(curves[:, t], axis=0)
+      ax.fill_between(x, mean - std, mean + std, alpha=0.2)
+  ax.set(
+    xlabel="environment steps (whole sequence)",
+    ylabel="deterministic return on the task in training",
+    title=f"{result['scenario']}: {method}, {curves.shape[0]} seed(s)",
+  )
+  ax.legend(fontsize=6, ncol=2)
+  fig.tight_layout()
+  fig.savefig(out_dir / f"{method}_curves.png", dpi=110)
+  plt.close(fig)
+
+  returns = np.nanmean(np.asarray(result["returns"], dtype=float), axis=0)  # [T, T]
+  label = "mean return"
+  try:
+    ref = refs.load_reference(
+      reference_dir, result["scenario"], result["backend"], float(result["budget"])
+    )
+    returns = metrics.normalize(returns, np.asarray(ref["final_returns"], dtype=float))
+    label = "return / SAC-N"
+  except ValueError:
+    pass
+  fig, ax = plt.subplots(figsize=(5, 4.2))
+  image = ax.imshow(returns, cmap="viridis")
+  ax.set(xlabel="evaluated on task", ylabel="after training task", title=f"R: {method}")
+  ax.set_xticks(range(len(names)), [f"{i}" for i in range(len(names))])
+  ax.set_yticks(range(len(names)), [f"{i}: {n}" for i, n in enumerate(names)], fontsize=6)
+  fig.colorbar(image, ax=ax, label=label)
+  fig.tight_layout()
+  fig.savefig(out_dir / f"{method}_returns.png", dpi=110)
+  plt.close(fig)
+
+
+def build_report(
+  results_dir: pathlib.Path, reference_dir: pathlib.Path = refs.DEFAULT_DIR
+) -> pathlib.Path:
+  """Writes ``table.md``, ``table.csv`` and the plots; returns the Markdown table's path."""
+  results_dir = pathlib.Path(results_dir)
+  results = load_results(results_dir)
+  if not results:
+    raise ValueError(f"No result files (<env>/<scenario>/<method>.json) under {results_dir}.")
+  markdown, table = build_tables(results, reference_dir)
+  logs.write_text_atomic(results_dir / "table.md", markdown)
+  logs.write_text_atomic(results_dir / "table.csv", table)
+  for result in results:
+    plot_result(result, reference_dir, pathlib.Path(result["_path"]).parent)
+  return results_dir / "table.md"

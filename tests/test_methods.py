@@ -1,0 +1,107 @@
+"""The methods' hooks: FT-1, FT-N, SAC-N (stored copies, fresh policies, model sizes)."""
+
+import dataclasses
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from rewirejax.config import RunConfig, SACConfig
+from rewirejax.envs.toy import TargetReachEnv
+from rewirejax.methods import METHODS, make_method
+from rewirejax.methods.base import actor_size, ft_1_policy_size, num_params
+from rewirejax.train import make_trainer
+
+CFG = RunConfig(
+  steps_per_task=8 * 40,
+  max_tasks=4,
+  epochs_per_chunk=4,
+  num_eval_envs=4,
+  num_eval_rollouts=1,
+  sac=SACConfig(
+    batch_size=16, num_envs=8, warmup_transitions=16, replay_capacity=400, hidden_sizes=(8, 8)
+  ),
+)
+
+
+def _run_tasks(method_name, num_tasks):
+  """Trains one chunk per task; returns the trainer, the state, and the actor after each task."""
+  trainer = make_trainer(CFG, TargetReachEnv(num_tasks=4), make_method(method_name, CFG))
+  begin, warmup = jax.jit(trainer.begin_task), jax.jit(trainer.warmup)
+  chunk, end = jax.jit(trainer.train_chunk), jax.jit(trainer.end_task)
+  state = jax.jit(trainer.init)(jax.random.key(0))
+  actors, starts = [], []
+  for t in range(num_tasks):
+    task = jnp.int32(t)
+    state = begin(state, task)
+    starts.append(state.learner.params.actor)
+    state, _ = warmup(state, task)
+    state, _ = chunk(state, task)
+    state, _ = end(state, task)
+    actors.append(state.learner.params.actor)
+  return trainer, state, actors, starts
+
+
+def test_registry_and_unknown_method():
+  assert {"ft_1", "ft_n", "sac_n"} <= set(METHODS)
+  with pytest.raises(ValueError, match="Unknown method 'ewc2'; choices"):
+    make_method("ewc2", CFG)
+
+
+@pytest.mark.parametrize("name", ["ft_n", "sac_n"])
+def test_stored_copy_is_the_policy_evaluated_for_its_task(name):
+  trainer, state, actors, _ = _run_tasks(name, 3)
+  method = make_method(name, CFG)
+  for t in range(3):
+    chex.assert_trees_all_equal(
+      method.eval_params(state.learner.params, state.method_state, jnp.int32(t)), actors[t]
+    )
+  # A task not trained yet is evaluated with the current policy.
+  chex.assert_trees_all_equal(
+    method.eval_params(state.learner.params, state.method_state, jnp.int32(3)), actors[2]
+  )
+  # The stored copies differ from one another (each task trained its own).
+  assert not np.allclose(
+    actors[0]["params"]["hidden_0"]["kernel"], actors[2]["params"]["hidden_0"]["kernel"]
+  )
+
+
+def test_sac_n_starts_each_task_from_a_fresh_policy_and_ft_n_from_the_last():
+  _, _, sac_actors, sac_starts = _run_tasks("sac_n", 2)
+  _, _, ft_actors, ft_starts = _run_tasks("ft_n", 2)
+  chex.assert_trees_all_equal(sac_starts[0], ft_starts[0])  # Same init for task 0.
+  chex.assert_trees_all_equal(ft_starts[1], ft_actors[0])  # FT-N continues.
+  kernel = lambda a: a["params"]["hidden_0"]["kernel"]  # noqa: E731
+  assert not np.allclose(kernel(sac_starts[1]), kernel(sac_actors[0]))  # SAC-N restarts...
+  assert not np.allclose(kernel(sac_starts[1]), kernel(sac_starts[0]))  # ...from a new draw.
+  bound = 1.0 / np.sqrt(TargetReachEnv().observation_size)  # PyTorch's Linear init.
+  assert np.max(np.abs(kernel(sac_starts[1]))) <= bound
+
+
+def test_ft_1_evaluates_the_current_policy_for_every_task():
+  _, state, actors, _ = _run_tasks("ft_1", 2)
+  method = make_method("ft_1", CFG)
+  for t in range(4):
+    chex.assert_trees_all_equal(
+      method.eval_params(state.learner.params, state.method_state, jnp.int32(t)), actors[-1]
+    )
+
+
+def test_model_sizes_count_one_policy_per_stored_copy():
+  env = TargetReachEnv()
+  one = ft_1_policy_size(env.observation_size, env.action_size, CFG)
+  # obs 3 -> 8 -> 8 -> one head of 2 x act 2: (3*8+8) + (8*8+8) + (8*4+4).
+  assert one == (3 * 8 + 8) + (8 * 8 + 8) + (8 * 4 + 4)
+  cfg8 = dataclasses.replace(CFG, max_tasks=8)
+  trainer = make_trainer(cfg8, env, make_method("sac_n", cfg8))
+  state = jax.eval_shape(trainer.init, jax.random.key(0))
+  actor, method_state = state.learner.params.actor, state.method_state
+  assert make_method("ft_1", cfg8).policy_size(actor, method_state, 8) == one
+  assert make_method("sac_n", cfg8).policy_size(actor, method_state, 8) == 8 * one
+  assert make_method("ft_n", cfg8).policy_size(actor, method_state, 8) == 8 * one
+  # Task-headed actors count the head slots used so far.
+  heads = {"params": {"hidden": jnp.zeros((5, 7)), "head_kernel": jnp.zeros((4, 7, 2))}}
+  heads["params"]["head_bias"] = jnp.zeros((4, 2))
+  assert actor_size(heads, 2) == 35 + 2 * 16 and num_params(heads) == 35 + 4 * 16

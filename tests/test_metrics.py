@@ -1,0 +1,73 @@
+"""Metrics on hand-made R matrices and curves, against values computed by hand."""
+
+import numpy as np
+import pytest
+
+from rewirejax import metrics
+
+# One seed, three tasks. Row j: returns after training task j; column i: evaluated on task i.
+R = np.array(
+  [
+    [
+      [100.0, 10.0, 0.0],
+      [50.0, 200.0, 20.0],
+      [40.0, 150.0, 300.0],
+    ]
+  ]
+)
+REF = np.array([100.0, 200.0, 300.0])
+
+
+def test_average_performance_by_hand():
+  # Final row normalised: 40/100, 150/200, 300/300 -> (0.4 + 0.75 + 1.0) / 3.
+  np.testing.assert_allclose(metrics.average_performance(R, REF), [(0.4 + 0.75 + 1.0) / 3])
+
+
+def test_forgetting_by_hand():
+  # Raw: task 0 drops 100 -> 40 (60), task 1 drops 200 -> 150 (50); the last task is excluded.
+  np.testing.assert_allclose(metrics.forgetting(R), [(60 + 50) / 2])
+  # Normalised: 60/100 and 50/200.
+  np.testing.assert_allclose(metrics.forgetting(R, REF), [(0.6 + 0.25) / 2])
+  assert np.isnan(metrics.forgetting(R[:, :1, :1])[0])
+
+
+def test_forward_transfer_by_hand():
+  curves = np.array([[[50.0, 100.0], [100.0, 300.0], [150.0, 150.0]]])  # [1 seed, 3 tasks, 2]
+  ref_curves = np.array([[0.0, 100.0], [100.0, 100.0], [0.0, 300.0]])
+  # AUC: task 0: (0.5 + 1)/2 = 0.75 vs ref 0.5 -> (0.75-0.5)/(1-0.5) = 0.5
+  #      task 1: (0.5 + 1.5)/2 = 1.0 vs ref 0.5 -> (1.0-0.5)/0.5 = 1.0
+  #      task 2: 0.5 vs ref 0.5 -> 0.0
+  np.testing.assert_allclose(metrics.forward_transfer(curves, ref_curves, REF), [0.5])
+  with pytest.raises(ValueError, match="evaluation points"):
+    metrics.forward_transfer(curves, ref_curves[:, :1], REF)
+
+
+def test_seeds_are_independent_and_nonpositive_references_are_skipped():
+  two = np.concatenate([R, 2 * R])
+  np.testing.assert_allclose(
+    metrics.average_performance(two, REF), [(0.4 + 0.75 + 1.0) / 3, 2 * (0.4 + 0.75 + 1.0) / 3]
+  )
+  ref = np.array([100.0, -5.0, 300.0])
+  np.testing.assert_allclose(metrics.average_performance(R, ref), [(0.4 + 1.0) / 2])
+  summary = metrics.summarize(R, np.zeros((1, 3, 0)), 10, 10, ref)
+  assert any("skipped" in note for note in summary.notes)
+
+
+def test_model_sizes():
+  assert metrics.model_size(139_532, 139_532) == 1.0
+  assert metrics.model_size(8 * 139_532, 139_532) == 8.0
+
+
+def test_summary_without_reference_keeps_raw_metrics():
+  summary = metrics.summarize(R, np.zeros((1, 3, 0)), 20, 10)
+  assert np.isnan(summary.performance).all() and np.isnan(summary.forward_transfer).all()
+  np.testing.assert_allclose(summary.forgetting, [55.0])
+  np.testing.assert_allclose(summary.final_return, [(40 + 150 + 300) / 3])
+  assert summary.model_size == 2.0
+
+
+def test_bad_shapes_raise():
+  with pytest.raises(ValueError, match="square"):
+    metrics.average_performance(np.zeros((1, 2, 3)), np.ones(3))
+  with pytest.raises(ValueError, match="one return per task"):
+    metrics.average_performance(R, np.ones(2))

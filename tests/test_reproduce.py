@@ -1,0 +1,108 @@
+"""`make reproduce-brax` on the tiny scenario, end to end: FT-1 and SAC-N, the JSON files, the
+SAC-N reference, the table and the plots; finished pairs are kept; the report command rebuilds
+everything from the JSON; a resumed sequence equals an uninterrupted one."""
+
+import json
+import sys
+from pathlib import Path
+
+import chex
+import jax
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+
+import reproduce_brax
+from configs import brax as brax_configs
+
+from rewirejax import cli
+from rewirejax import references as refs
+from rewirejax.envs.scenarios import get_scenario, make_scenario_env
+from rewirejax.methods import make_method
+from rewirejax.train import train_sequence
+
+BUDGET = 0.5  # 1,600 steps a task on the toy env.
+
+
+@pytest.fixture(scope="module")
+def reproduced(tmp_path_factory):
+  root = tmp_path_factory.mktemp("reproduce")
+  out, references = root / "results", root / "references"
+  argv = ["--scenarios", "toy/tiny", "--methods", "ft_1", "sac_n", "--seeds", "2"]
+  argv += ["--budget", str(BUDGET), "--out", str(out), "--references", str(references)]
+  argv += ["--no-progress"]
+  assert reproduce_brax.main(argv) == 0
+  return argv, out, references
+
+
+def test_writes_results_reference_table_and_plots(reproduced):
+  _, out, references = reproduced
+  scenario_dir = out / "toy" / "tiny"
+  results = {m: json.loads((scenario_dir / f"{m}.json").read_text()) for m in ("ft_1", "sac_n")}
+  for result in results.values():
+    assert np.asarray(result["returns"]).shape == (2, 4, 4)
+    assert np.asarray(result["curves"]).shape[:2] == (2, 4)
+    assert result["budget"] == BUDGET and result["backend"] == "mjx"
+  assert results["ft_1"]["policy_params"] == results["ft_1"]["ft_1_policy_params"]
+  assert results["sac_n"]["policy_params"] == 4 * results["ft_1"]["ft_1_policy_params"]
+  reference = refs.load_reference(references, "toy/tiny", "mjx", BUDGET)
+  sac_n = np.asarray(results["sac_n"]["returns"])
+  np.testing.assert_allclose(
+    reference["final_returns"], np.diagonal(sac_n, axis1=1, axis2=2).mean(axis=0)
+  )
+  table = (out / "table.md").read_text()
+  assert "| ft_1 |" in table and "| sac_n |" in table and "Toy perf" in table
+  assert (out / "table.csv").read_text().count("toy/tiny") == 2
+  for method in ("ft_1", "sac_n"):
+    for kind in ("curves", "returns"):
+      assert (scenario_dir / f"{method}_{kind}.png").stat().st_size > 1000
+
+
+def test_fine_tuning_forgets_where_stored_policies_do_not(reproduced):
+  """The toy's odd tasks flip the target: FT-1's single policy ends on the last (odd) task and
+  fails the even ones; SAC-N's per-task copies keep them."""
+  _, out, _ = reproduced
+  final = {}
+  for method in ("ft_1", "sac_n"):
+    returns = np.asarray(json.loads((out / "toy" / "tiny" / f"{method}.json").read_text())["returns"])
+    final[method] = returns[:, -1, :].mean(axis=0)  # [eval task]
+  assert final["sac_n"][0] > final["ft_1"][0] + 2.0, final
+  assert final["sac_n"][2] > final["ft_1"][2] + 2.0, final
+
+
+def test_finished_pairs_are_kept_and_report_rebuilds(reproduced, capsys):
+  argv, out, references = reproduced
+  before = (out / "toy" / "tiny" / "ft_1.json").read_text()
+  (out / "table.md").unlink()
+  assert reproduce_brax.main(argv) == 0  # Fast: nothing is retrained.
+  assert "done before, kept" in capsys.readouterr().out
+  assert (out / "toy" / "tiny" / "ft_1.json").read_text() == before
+  (out / "table.md").unlink()
+  assert cli.main(["report", str(out), "--references", str(references)]) == 0
+  assert "| sac_n |" in (out / "table.md").read_text()
+  # Other settings in the same folder are refused, not silently mixed.
+  assert reproduce_brax.main([*argv[:-3], "--seeds", "3", "--no-progress"]) == 2
+
+
+def test_normalising_by_a_reference_of_another_budget_is_refused(reproduced):
+  _, _, references = reproduced
+  with pytest.raises(ValueError, match="another budget or backend"):
+    refs.load_reference(references, "toy/tiny", "mjx", 0.25)
+  with pytest.raises(ValueError, match="backend=spring"):
+    refs.load_reference(references, "toy/tiny", "spring", BUDGET)
+
+
+def test_resumed_sac_n_sequence_equals_uninterrupted(tmp_path):
+  cfg = brax_configs.get_config("toy/tiny", "sac_n", budget=0.25)
+  env = make_scenario_env(get_scenario("toy/tiny"))
+  method = make_method("sac_n", cfg)
+  kwargs = dict(tasks=[0, 1], seeds=[0, 1], eval_every_chunks=2, progress=False)
+  full = train_sequence(cfg, env, method, **kwargs, out_dir=tmp_path / "full")
+  train_sequence(cfg, env, method, **kwargs, out_dir=tmp_path / "cut", stop_after_chunks=13)
+  resumed = train_sequence(cfg, env, method, **kwargs, out_dir=tmp_path / "cut", resume=True)
+  np.testing.assert_array_equal(resumed.returns, full.returns)
+  np.testing.assert_array_equal(resumed.curves, full.curves)
+  chex.assert_trees_all_equal(
+    jax.device_get(resumed.state.method_state), jax.device_get(full.state.method_state)
+  )
