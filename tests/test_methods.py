@@ -52,7 +52,7 @@ def test_registry_and_unknown_method():
 
 @pytest.mark.parametrize("name", ["ft_n", "sac_n"])
 def test_stored_copy_is_the_policy_evaluated_for_its_task(name):
-  trainer, state, actors, _ = _run_tasks(name, 3)
+  _, state, actors, _ = _run_tasks(name, 3)
   method = make_method(name, CFG)
   for t in range(3):
     chex.assert_trees_all_equal(

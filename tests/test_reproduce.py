@@ -65,7 +65,8 @@ def test_fine_tuning_forgets_where_stored_policies_do_not(reproduced):
   _, out, _ = reproduced
   final = {}
   for method in ("ft_1", "sac_n"):
-    returns = np.asarray(json.loads((out / "toy" / "tiny" / f"{method}.json").read_text())["returns"])
+    result = json.loads((out / "toy" / "tiny" / f"{method}.json").read_text())
+    returns = np.asarray(result["returns"])
     final[method] = returns[:, -1, :].mean(axis=0)  # [eval task]
   assert final["sac_n"][0] > final["ft_1"][0] + 2.0, final
   assert final["sac_n"][2] > final["ft_1"][2] + 2.0, final
@@ -97,7 +98,7 @@ def test_resumed_sac_n_sequence_equals_uninterrupted(tmp_path):
   cfg = brax_configs.get_config("toy/tiny", "sac_n", budget=0.25)
   env = make_scenario_env(get_scenario("toy/tiny"))
   method = make_method("sac_n", cfg)
-  kwargs = dict(tasks=[0, 1], seeds=[0, 1], eval_every_chunks=2, progress=False)
+  kwargs = {"tasks": [0, 1], "seeds": [0, 1], "eval_every_chunks": 2, "progress": False}
   full = train_sequence(cfg, env, method, **kwargs, out_dir=tmp_path / "full")
   train_sequence(cfg, env, method, **kwargs, out_dir=tmp_path / "cut", stop_after_chunks=13)
   resumed = train_sequence(cfg, env, method, **kwargs, out_dir=tmp_path / "cut", resume=True)
