@@ -32,10 +32,13 @@ SEEDS ?= 10
 BUDGET ?= 1.0
 BACKEND ?= mjx
 RESULTS ?= results
+NUM_ENVS ?=
+EVAL_ENVS ?=
 reproduce-brax: install
 	$(PY) experiments/reproduce_brax.py $(if $(strip $(SCENARIOS)),--scenarios $(SCENARIOS)) \
 	  $(if $(strip $(METHODS)),--methods $(METHODS)) --seeds $(SEEDS) --budget $(BUDGET) \
-	  --backend $(BACKEND) --out $(RESULTS)
+	  --backend $(BACKEND) --out $(RESULTS) $(if $(NUM_ENVS),--num-envs $(NUM_ENVS)) \
+	  $(if $(EVAL_ENVS),--eval-envs $(EVAL_ENVS))
 
 # Rebuild tables and plots from the result files alone.
 report: install

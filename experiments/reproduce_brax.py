@@ -57,9 +57,11 @@ def run_pair(
   backend: str,
   out: pathlib.Path,
   progress: bool = True,
+  num_envs: int | None = None,
+  num_eval_envs: int | None = None,
 ) -> dict:
   """Trains one (scenario, method) with all seeds vmapped; returns the result payload."""
-  cfg = brax_configs.get_config(scenario, method_name, budget, backend)
+  cfg = brax_configs.get_config(scenario, method_name, budget, backend, num_envs, num_eval_envs)
   settings = _settings(cfg, scenario, method_name, budget, seeds)
   result_path = out / scenario / f"{method_name}.json"
   if result_path.exists():
@@ -81,7 +83,7 @@ def run_pair(
   spec = get_scenario(scenario)
   env = make_scenario_env(spec, backend)
   method = make_method(method_name, cfg)
-  eval_every = brax_configs.eval_every_chunks(cfg)
+  eval_every = brax_configs.eval_every_chunks(cfg, budget)
   print(
     f"{scenario} / {method_name}: {len(spec.tasks)} tasks x {cfg.steps_per_task:,} steps, "
     f"seeds {seeds}, backend {backend}, {cfg.sac.num_envs} envs, eval "
@@ -133,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--backend", default="mjx", help="mjx | spring | generalized | positional")
   parser.add_argument("--out", type=pathlib.Path, default=ROOT / "results")
   parser.add_argument("--references", type=pathlib.Path, default=refs.DEFAULT_DIR)
+  parser.add_argument("--num-envs", type=int, help="training envs (default: the paper's 128)")
+  parser.add_argument("--eval-envs", type=int, help="evaluation envs (default: 512, or 16 <1)")
   parser.add_argument("--no-progress", action="store_true")
   args = parser.parse_args(argv)
   try:
@@ -149,7 +153,15 @@ def main(argv: list[str] | None = None) -> int:
     for scenario in args.scenarios:
       for method in methods:
         result = run_pair(
-          scenario, method, seeds, args.budget, args.backend, args.out, not args.no_progress
+          scenario,
+          method,
+          seeds,
+          args.budget,
+          args.backend,
+          args.out,
+          not args.no_progress,
+          args.num_envs,
+          args.eval_envs,
         )
         path = refs.reference_path(args.references, scenario, args.backend, args.budget)
         if method == "sac_n" and not path.exists():

@@ -38,6 +38,8 @@ def reference_from_result(result: dict[str, Any]) -> dict[str, Any]:
     "backend": result["backend"],
     "budget": result["budget"],
     "steps_per_task": result["steps_per_task"],
+    "num_envs": result["config"]["sac"]["num_envs"],
+    "num_eval_envs": result["config"]["num_eval_envs"],
     "tasks": result["task_names"],
     "seeds": result["seeds"],
     "final_returns": np.mean(np.diagonal(returns, axis1=1, axis2=2), axis=0),

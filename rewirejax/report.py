@@ -11,6 +11,7 @@ map).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import pathlib
@@ -46,12 +47,15 @@ def summarize_result(result: dict[str, Any], reference_dir: pathlib.Path) -> met
     )
   except ValueError:
     ref = None
+  notes = []
   if ref is not None:
+    if ref.get("num_envs") != result["config"]["sac"]["num_envs"]:
+      notes.append(f"SAC-N reference trained with {ref.get('num_envs')} envs")
     reference = np.asarray(ref["final_returns"], dtype=float)
     curves = np.asarray(ref["curves"], dtype=float)
     if curves.shape == np.asarray(result["curves"]).shape[1:]:
       reference_curves = curves
-  return metrics.summarize(
+  summary = metrics.summarize(
     np.asarray(result["returns"], dtype=float),
     np.asarray(result["curves"], dtype=float),
     result["policy_params"],
@@ -59,6 +63,7 @@ def summarize_result(result: dict[str, Any], reference_dir: pathlib.Path) -> met
     reference,
     reference_curves,
   )
+  return dataclasses.replace(summary, notes=summary.notes + tuple(notes))
 
 
 def _mean_std(x: np.ndarray, digits: int = 2) -> str:

@@ -1,11 +1,13 @@
 """The paper's Brax setup per scenario (implementation notes §4): SAC settings shared by every
 method, the interaction budget, and the evaluation protocol, scaled by ``budget``.
 
-``get_config(scenario, method, budget, backend)``. ``budget`` is the fraction of the paper's
-interaction budget (1 M steps a task, Humanoid 2 M): the warm-up shrinks with it (never below
-one batch) and so does the chunk length; below the full budget the evaluation uses
-``SCALED_EVAL`` (the paper's 512 envs x 10 rollouts would dwarf a small run on a CPU).
-``toy/tiny`` is the tests' scenario on the pure-JAX toy env, with small networks.
+``get_config(scenario, method, budget, backend, num_envs, num_eval_envs)``. ``budget`` is the
+fraction of the paper's interaction budget (1 M steps a task, Humanoid 2 M): the warm-up shrinks
+with it (never below one batch) and so does the chunk length; below the full budget the
+evaluation uses ``SCALED_EVAL`` and fewer learning-curve points (the paper's 512 envs x 10
+rollouts of 1000 steps would dwarf a small run on a CPU: ~10k eval env-steps/s here).
+``num_envs``/``num_eval_envs`` override the training and evaluation env counts (the updates per
+env step stay 0.5). ``toy/tiny`` is the tests' scenario on the pure-JAX toy env.
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ _SAC_TABLE = {
   "humanoid/hard": (1e-3, 3e-4, 0.1, 1, 1, 2.0),
 }
 FULL_EVAL = (512, 10)  # Envs x sequential rollouts, the reference's protocol.
-SCALED_EVAL = (32, 1)  # Below the full budget.
-CURVE_POINTS = 10  # Evaluations of the current task while it trains (forward transfer).
+SCALED_EVAL = (16, 1)  # Below the full budget.
+CURVE_POINTS = {True: 10, False: 5}  # Evaluations of the task in training, full budget or not.
 
 
 def get_config(
@@ -38,6 +40,8 @@ def get_config(
   method: str = "ft_1",
   budget: float = 1.0,
   backend: str = "mjx",
+  num_envs: int | None = None,
+  num_eval_envs: int | None = None,
 ) -> RunConfig:
   """The run config of ``method`` on ``scenario`` at ``budget`` x the paper's steps."""
   del method  # The SAC settings are shared by all methods (the reference used the same files).
@@ -69,6 +73,9 @@ def get_config(
       target_entropy_multiplier=entropy,
     )
     eval_envs, eval_rollouts = FULL_EVAL if budget == 1.0 else SCALED_EVAL
+  if num_envs is not None:
+    sac = dataclasses.replace(sac, num_envs=num_envs)
+  eval_envs = num_eval_envs or eval_envs
   steps = max(round(budget * spec.steps_per_task), 1)
   warmup = _round_up(max(budget * sac.warmup_transitions, sac.batch_size), sac.num_envs)
   sac = dataclasses.replace(sac, warmup_transitions=min(warmup, sac.warmup_transitions))
@@ -78,16 +85,16 @@ def get_config(
     backend=backend,
     steps_per_task=steps,
     max_tasks=len(spec.tasks),
-    epochs_per_chunk=min(100, math.ceil(train_epochs / CURVE_POINTS)),
+    epochs_per_chunk=min(100, math.ceil(train_epochs / CURVE_POINTS[budget == 1.0])),
     num_eval_envs=eval_envs,
     num_eval_rollouts=eval_rollouts,
     sac=sac,
   )
 
 
-def eval_every_chunks(cfg: RunConfig) -> int:
+def eval_every_chunks(cfg: RunConfig, budget: float) -> int:
   """Chunks between learning-curve evaluations: about ``CURVE_POINTS`` per task."""
-  return max(cfg.num_chunks // CURVE_POINTS, 1)
+  return max(cfg.num_chunks // CURVE_POINTS[budget == 1.0], 1)
 
 
 def _round_up(x: float, multiple: int) -> int:
