@@ -35,3 +35,23 @@ def test_bad_arguments_give_one_line_errors(argv, message, capsys):
 def test_unknown_backend_lists_choices(capsys):
   assert cli.main(["train", "--backend", "warp", "--steps", "100000"]) == 2
   assert "Unknown backend 'warp'; choices: [" in capsys.readouterr().err
+
+
+def test_brax_preset_applies_the_scenario_sac_settings():
+  args = cli._parser().parse_args(
+    ["train", "--preset", "brax", "--scenario", "ant/forgetting", "--method", "sac_n"]
+  )
+  cfg, specs, _ = cli._configure(args)
+  assert cfg.env_name == "ant" and len(specs) == 8 and cfg.max_tasks == 8
+  sac = cfg.sac
+  assert (sac.actor_lr, sac.critic_lr, sac.reward_scaling) == (1e-3, 1e-3, 10.0)
+  assert (sac.policy_update_delay, sac.target_update_delay) == (2, 4)
+  assert sac.target_entropy_multiplier == 1.0 and cfg.steps_per_task == 1_000_000
+  args = cli._parser().parse_args(["train", "--preset", "brax", "--scenario", "humanoid/hard"])
+  cfg, specs, _ = cli._configure(args)
+  assert cfg.sac.reward_scaling == 0.1 and cfg.steps_per_task == 2_000_000 and len(specs) == 4
+
+
+def test_unknown_method_lists_choices(capsys):
+  assert cli.main(["train", "--method", "pnn2", "--steps", "100000"]) == 2
+  assert "Unknown method 'pnn2'; choices: [" in capsys.readouterr().err
