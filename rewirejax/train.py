@@ -317,6 +317,17 @@ def _over_seeds(fn, num_seeds: int, donate: bool = True, batched_args=(0, None))
   return jax.jit(single, donate_argnums=donate_argnums)
 
 
+def _check_losses(metrics: dict[str, Any], seeds: Sequence[int], task_index: int, chunk: int):
+  """Stops the run on a non-finite loss, naming it (the last checkpoint predates this chunk)."""
+  for name, value in metrics.items():
+    if "loss" in name and not np.all(np.isfinite(value)):
+      bad = [s for s, v in zip(seeds, np.atleast_1d(value), strict=True) if not np.isfinite(v)]
+      raise FloatingPointError(
+        f"{name} became non-finite in task index {task_index}, chunk {chunk}, for seeds {bad}; "
+        "check the learning rates and reward scaling. Checkpoints before this chunk are kept."
+      )
+
+
 def _eval_keys(seeds: Sequence[int], after_task: int, eval_tasks: Sequence[int]) -> jax.Array:
   """Keys [num_seeds, num_eval_tasks] that depend only on (seed, after_task, eval_task), so a
   resumed run evaluates exactly as an uninterrupted one."""
@@ -456,6 +467,7 @@ def train_sequence(
       state, metrics = train_chunk(state, task, jnp.int32(cfg.epochs_in_chunk(chunk)))
       metrics = jax.device_get(metrics)
       seconds = time.perf_counter() - start
+      _check_losses(metrics, seeds, task_index, chunk)
       steps = len(seeds) * cfg.epochs_in_chunk(chunk) * cfg.sac.num_envs
       record = {
         "task_index": task_index,

@@ -293,3 +293,11 @@ def test_evaluation_averages_rollout_rounds():
   two_rounds = make_evaluate(env, nets, num_envs=4, num_rollouts=2)(actor, task, key)
   np.testing.assert_allclose(two_rounds, np.mean(rounds), rtol=1e-6)
   assert not np.isclose(rounds[0], rounds[1])  # Rounds see different episodes.
+
+
+def test_non_finite_loss_stops_the_run_with_a_clear_error():
+  cfg = dataclasses.replace(TINY, sac=dataclasses.replace(TINY_SAC, reward_scaling=float("nan")))
+  with pytest.raises(
+    FloatingPointError, match=r"loss became non-finite in task index 0, chunk 0, for seeds \[0, 1\]"
+  ):
+    train_sequence(cfg, TargetReachEnv(), fine_tuning(), tasks=[0], seeds=[0, 1], progress=False)
