@@ -115,3 +115,33 @@ class RunConfig:
       raise ValueError(
         "max_tasks, epochs_per_chunk, num_eval_envs and num_eval_rollouts must be >= 1."
       )
+
+
+@dataclasses.dataclass(frozen=True)
+class RewireConfig:
+  """The rewiring method (SPEC §4). Defaults follow the SPEC (the paper's text); the reference
+  code's per-scenario values are presets (implementation notes §9)."""
+
+  num_modes: int = 3  # K wirings trained at once (multi-mode, Sec. 3.3).
+  tau: float = 1.0  # SoftSort temperature of the scores (reference: 0.1 in most scenarios).
+  mode_update: str = "all"  # "all": every mode's actor loss per step, vmapped; "sample": one.
+  distill: str = "kl"  # "kl": KL(pi_k' || pi_k) (Eq. 6); "mse": the reference's squared error.
+  distill_coef: float = 1e-5  # alpha, on a distillation loss summed over batch and actions.
+  align: bool = True  # Adapters P', P'' (Eqs. 9-12); False: plain L2 with the same coefficient.
+  align_coef: float = 1.0  # beta, on L_SP summed over the hidden layers' weights and biases.
+  align_tau: float = 0.1  # tau2, SoftSort temperature of the adapters.
+  cache_wirings: bool = True  # One cached wiring per task (False: old tasks use the current one).
+  rollback_if_worse: bool = True  # Restore the start of the task if no mode beats it.
+  task_slots: int = 0  # 0: each task its own wiring and head; n: task t uses slot t % n.
+
+  def validate(self) -> None:
+    if self.num_modes < 1:
+      raise ValueError(f"num_modes must be >= 1, got {self.num_modes}.")
+    if self.mode_update not in ("all", "sample"):
+      raise ValueError(f"mode_update must be 'all' or 'sample', got {self.mode_update!r}.")
+    if self.distill not in ("kl", "mse"):
+      raise ValueError(f"distill must be 'kl' or 'mse', got {self.distill!r}.")
+    if self.tau <= 0 or self.align_tau <= 0:
+      raise ValueError("tau and align_tau must be > 0.")
+    if self.distill_coef < 0 or self.align_coef < 0 or self.task_slots < 0:
+      raise ValueError("distill_coef, align_coef and task_slots must be >= 0.")

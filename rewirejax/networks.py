@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from rewirejax.layers import PermutedDense
+from rewirejax.layers import PermutedDense, identity_scores
 from rewirejax.types import Array, Params, PRNGKey
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
@@ -34,6 +34,9 @@ class Actor(nn.Module):
     num_modes: K score rows per permuted layer.
     tau: SoftSort temperature of the permuted layers.
     permuted: PermutedDense hidden layers (rewiring) or plain Dense (baselines).
+    alignment_adapters: also hold the alignment adapters' scores (Sec. 3.4), identity at init
+      and unused by the forward pass: ``adapter_out_l`` [width_l] (P'_l, output side of hidden
+      layer l) and, for l >= 1, ``adapter_in_l`` [width_{l-1}] (P''_l, input side).
   """
 
   action_size: int
@@ -42,6 +45,7 @@ class Actor(nn.Module):
   num_modes: int = 1
   tau: float = 1.0
   permuted: bool = True
+  alignment_adapters: bool = False
 
   @nn.compact
   def __call__(
@@ -53,6 +57,11 @@ class Actor(nn.Module):
   ) -> tuple[Array, Array]:
     """Args: obs [..., obs_dim]; task_id int32 scalar (traced ok); mode int (traced ok);
     wirings [num_hidden, width] int32 cached orders overriding the scores."""
+    if self.alignment_adapters:
+      for i, width in enumerate(self.hidden_sizes):
+        self.param(f"adapter_out_{i}", identity_scores, (width,))
+        if i > 0:
+          self.param(f"adapter_in_{i}", identity_scores, (self.hidden_sizes[i - 1],))
     h = obs
     for i, width in enumerate(self.hidden_sizes):
       if self.permuted:
@@ -131,10 +140,11 @@ def make_sac_networks(
   num_modes: int = 1,
   tau: float = 1.0,
   permuted: bool = True,
+  alignment_adapters: bool = False,
 ) -> SACNetworks:
   del observation_size  # Shapes come from the first call; kept for a readable call site.
   return SACNetworks(
-    actor=Actor(action_size, num_heads, hidden_sizes, num_modes, tau, permuted),
+    actor=Actor(action_size, num_heads, hidden_sizes, num_modes, tau, permuted, alignment_adapters),
     critic=TwinCritic(hidden_sizes),
   )
 

@@ -19,13 +19,28 @@ from rewirejax.config import SACConfig
 from rewirejax.networks import AgentParams, SACNetworks, sample_tanh_gaussian
 from rewirejax.types import Array, Metrics, Params, PRNGKey, TaskId, Transition
 
-# (actor_params, obs [B, obs_dim], task_id) -> (mu, log_std) [B, act_dim]
-PolicyFn = Callable[[Params, Array, TaskId], tuple[Array, Array]]
+
+class ActorAux(NamedTuple):
+  """The actor loss's auxiliary output."""
+
+  mean_log_prob: Array  # For the temperature loss: one actor forward serves both.
+  metrics: Metrics
+  mu: Array  # [B, act_dim] the policy's pre-tanh mean (for distillation)...
+  log_std: Array  # ...and log-std, as differentiable outputs of the same forward pass.
 
 
 class SACLosses(NamedTuple):
+  """The three SAC losses; a method may wrap them (``Method.wrap_losses``).
+
+  Attributes:
+    critic: (critic_params, agent_params, batch, task_id, key, mode=0) -> (loss, metrics).
+    actor: (actor_params, agent_params, batch, task_id, key, mode=0) -> (loss, ActorAux).
+    alpha: (log_alpha, mean log-prob) -> loss.
+  ``mode`` is the actor's wiring mode (a traced int; plain actors ignore it).
+  """
+
   critic: Callable[..., tuple[Array, Metrics]]
-  actor: Callable[..., tuple[Array, tuple[Array, Metrics]]]
+  actor: Callable[..., tuple[Array, ActorAux]]
   alpha: Callable[[Array, Array], Array]
 
 
@@ -58,21 +73,18 @@ def init_learner(params: AgentParams, optimizers: Optimizers) -> LearnerState:
   )
 
 
-def make_losses(
-  networks: SACNetworks, cfg: SACConfig, action_size: int, policy_fn: PolicyFn | None = None
-) -> SACLosses:
-  """SAC losses. ``policy_fn`` defaults to the actor with its current score row 0."""
-  if policy_fn is None:
+def make_losses(networks: SACNetworks, cfg: SACConfig, action_size: int) -> SACLosses:
+  """SAC losses of ``networks`` (the actor acts with wiring ``mode``, default 0)."""
 
-    def policy_fn(actor_params, obs, task_id):
-      return networks.actor.apply(actor_params, obs, task_id)
+  def policy_fn(actor_params, obs, task_id, mode):
+    return networks.actor.apply(actor_params, obs, task_id, mode)
 
   target_entropy = -cfg.target_entropy_multiplier * action_size
 
-  def critic_loss(critic_params, params: AgentParams, batch: Transition, task_id, key):
+  def critic_loss(critic_params, params: AgentParams, batch: Transition, task_id, key, mode=0):
     """sum_{i=1,2} mean_b (Q_i(s, a) - y)^2 with the soft target
     y = scale r + gamma (1 - d) (min_i Q'_i(s', a') - alpha log pi(a'|s')), a' ~ pi(s')."""
-    mu, log_std = policy_fn(params.actor, batch.next_obs, task_id)
+    mu, log_std = policy_fn(params.actor, batch.next_obs, task_id, mode)
     next_action, next_log_prob = sample_tanh_gaussian(mu, log_std, key)
     next_q = jnp.min(networks.critic.apply(params.target_critic, batch.next_obs, next_action), 0)
     done = batch.terminal
@@ -86,18 +98,18 @@ def make_losses(
     loss = jnp.sum(jnp.mean((q - jax.lax.stop_gradient(target)) ** 2, axis=-1))
     return loss, {"critic/loss": loss, "critic/q": jnp.mean(q)}
 
-  def actor_loss(actor_params, params: AgentParams, batch: Transition, task_id, key):
+  def actor_loss(actor_params, params: AgentParams, batch: Transition, task_id, key, mode=0):
     """mean_b [alpha log pi(a|s) - min_i Q_i(s, a)], a ~ pi(s) reparameterised.
 
-    Returns the loss and, as auxiliary output, the mean log-probability (for the
-    temperature loss, so one actor forward serves both) and metrics."""
-    mu, log_std = policy_fn(actor_params, batch.obs, task_id)
+    Returns the loss and ``ActorAux``."""
+    mu, log_std = policy_fn(actor_params, batch.obs, task_id, mode)
     action, log_prob = sample_tanh_gaussian(mu, log_std, key)
     q = jnp.min(networks.critic.apply(params.critic, batch.obs, action), 0)
     alpha = jnp.exp(jax.lax.stop_gradient(params.log_alpha))
     loss = jnp.mean(alpha * log_prob - q)
     mean_log_prob = jnp.mean(log_prob)
-    return loss, (mean_log_prob, {"actor/loss": loss, "actor/entropy": -mean_log_prob})
+    metrics = {"actor/loss": loss, "actor/entropy": -mean_log_prob}
+    return loss, ActorAux(mean_log_prob, metrics, mu, log_std)
 
   def alpha_loss(log_alpha, mean_log_prob):
     """-alpha (mean log pi + target entropy), the log-prob held fixed (Eq. 18)."""
@@ -148,9 +160,9 @@ def make_update_group(
     params = learner.params
 
     def total_actor_loss(actor_params):
-      loss, (mean_log_prob, metrics) = losses.actor(actor_params, params, batch, task_id, key)
+      loss, aux = losses.actor(actor_params, params, batch, task_id, key)
       penalty, penalty_metrics = penalty_fn(actor_params, method_state, batch, task_id)
-      return loss + penalty, (mean_log_prob, {**metrics, **penalty_metrics})
+      return loss + penalty, (aux.mean_log_prob, {**aux.metrics, **penalty_metrics})
 
     grads, (mean_log_prob, metrics) = jax.grad(total_actor_loss, has_aux=True)(params.actor)
     grads = mask_grads_fn(grads, method_state, task_id)

@@ -70,7 +70,7 @@ def make_trainer(cfg: RunConfig, env: TaskEnv, method: Method) -> Trainer:
   cfg.validate()
   sac_cfg = cfg.sac
   networks = method.make_networks(env.observation_size, env.action_size, cfg)
-  losses = sac.make_losses(networks, sac_cfg, env.action_size)
+  losses = method.wrap_losses(sac.make_losses(networks, sac_cfg, env.action_size), networks, cfg)
   optimizers = sac.make_optimizers(sac_cfg)
   update_group = sac.make_update_group(
     losses, optimizers, sac_cfg, method.penalty, method.mask_grads
@@ -138,8 +138,11 @@ def make_trainer(cfg: RunConfig, env: TaskEnv, method: Method) -> Trainer:
   def act_and_store(state: TrainState, task_id: TaskId, key: PRNGKey) -> tuple[TrainState, Metrics]:
     """One vectorised env step with the stochastic policy; transitions go to the replay."""
     env_state = state.env_state
-    mu, log_std = networks.actor.apply(state.learner.params.actor, env_state.obs, task_id)
-    action, _ = sample_tanh_gaussian(mu, log_std, key)
+    key_policy, key_sample = jax.random.split(key)
+    mu, log_std = method.act(
+      networks, state.learner.params.actor, state.method_state, env_state.obs, task_id, key_policy
+    )
+    action, _ = sample_tanh_gaussian(mu, log_std, key_sample)
     next_state = step_envs(env_state, action, task_id)
     truncated = next_state.info["truncation"] * next_state.done
     transition = Transition(

@@ -81,7 +81,8 @@ def test_actor_and_alpha_losses_match_numpy(setup):
   cfg, nets, params, batch = setup
   losses = sac.make_losses(nets, cfg, ACT)
   key, task = jax.random.key(6), jnp.int32(0)
-  loss, (mean_log_prob, _) = losses.actor(params.actor, params, batch, task, key)
+  loss, aux = losses.actor(params.actor, params, batch, task, key)
+  mean_log_prob = aux.mean_log_prob
 
   mu, log_std = nets.actor.apply(params.actor, batch.obs, task)
   action, log_prob = np_tanh_gaussian(mu, log_std, jax.random.normal(key, mu.shape))

@@ -78,7 +78,13 @@ def get_config(
   eval_envs = num_eval_envs or eval_envs
   steps = max(round(budget * spec.steps_per_task), 1)
   warmup = _round_up(max(budget * sac.warmup_transitions, sac.batch_size), sac.num_envs)
-  sac = dataclasses.replace(sac, warmup_transitions=min(warmup, sac.warmup_transitions))
+  sac = dataclasses.replace(
+    sac,
+    warmup_transitions=min(warmup, sac.warmup_transitions),
+    # A task never collects more than its budget, and the buffer is new per task: a larger
+    # one would only cost memory and checkpoint time (1.28 M transitions are ~0.2 GiB a seed).
+    replay_capacity=min(sac.replay_capacity, _round_up(steps, sac.num_envs)),
+  )
   train_epochs = max(steps // sac.num_envs - -(-sac.warmup_transitions // sac.num_envs), 1)
   return RunConfig(
     env_name=spec.env_name,

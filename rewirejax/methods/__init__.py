@@ -1,28 +1,31 @@
 """Continual-learning methods as plug-ins of the one trainer (see base.Method).
 
-``METHODS`` maps a name to a factory ``(run_config) -> Method``; ``make_method`` looks one up.
+``METHODS`` maps a name to a factory ``(run_config, **options) -> Method``; ``make_method``
+looks one up (options: a method's settings, e.g. ``RewireConfig`` fields for ``rewire``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from rewirejax.config import RunConfig
+from rewirejax.config import RewireConfig, RunConfig
 from rewirejax.methods.base import Method, TrainerTools, fine_tuning
 from rewirejax.methods.finetune import make_ft_n, make_sac_n
+from rewirejax.methods.rewire import make_rewire
 
-METHODS: dict[str, Callable[[RunConfig], Method]] = {
+METHODS: dict[str, Callable[..., Method]] = {
   "ft_1": lambda cfg: fine_tuning(),
   "ft_n": lambda cfg: make_ft_n(cfg.max_tasks),
   "sac_n": lambda cfg: make_sac_n(cfg.max_tasks),
+  "rewire": lambda cfg, **options: make_rewire(cfg.max_tasks, RewireConfig(**options)),
 }
 
 
-def make_method(name: str, cfg: RunConfig) -> Method:
+def make_method(name: str, cfg: RunConfig, **options) -> Method:
   """The registered method ``name`` for ``cfg``; unknown names raise ValueError with choices."""
   if name not in METHODS:
     raise ValueError(f"Unknown method {name!r}; choices: {list(METHODS)}.")
-  return METHODS[name](cfg)
+  return METHODS[name](cfg, **options)
 
 
 __all__ = ["METHODS", "Method", "TrainerTools", "fine_tuning", "make_method"]

@@ -45,6 +45,10 @@ class Method(NamedTuple):
     name: registry name.
     make_networks: (observation_size, action_size, run_config) -> SACNetworks; default the
       plain MLP actor (rewiring methods build it from PermutedDense).
+    wrap_losses: (sac_losses, networks, run_config) -> SACLosses, for methods that change the
+      losses rather than add a penalty (Rewire: every mode's actor loss, distillation).
+    act: (networks, actor_params, method_state, obs, task_id, key) -> (mu, log_std), the
+      policy that collects data (Rewire: a random wiring mode per env and step).
     init: (key, agent_params) -> method_state, once per run.
     begin_task: (agent_params, method_state, task_id, key, tools) -> (agent_params,
       method_state), after the trainer's own per-task resets (``tools``: ``TrainerTools``).
@@ -63,6 +67,8 @@ class Method(NamedTuple):
 
   name: str
   make_networks: Callable[[int, int, RunConfig], networks_lib.SACNetworks]
+  wrap_losses: Callable[..., Any]
+  act: Callable[..., tuple[Array, Array]]
   init: Callable[[PRNGKey, networks_lib.AgentParams], MethodState]
   begin_task: Callable[..., tuple[networks_lib.AgentParams, MethodState]]
   penalty: Callable[[Params, MethodState, Transition, TaskId], tuple[Array, Metrics]]
@@ -78,6 +84,16 @@ def make_mlp_networks(observation_size: int, action_size: int, cfg: RunConfig):
   return networks_lib.make_sac_networks(
     observation_size, action_size, 1, cfg.sac.hidden_sizes, permuted=False
   )
+
+
+def _wrap_losses(losses, networks, cfg):
+  del networks, cfg
+  return losses
+
+
+def _act(networks, actor_params, state, obs, task_id, key):
+  del state, key
+  return networks.actor.apply(actor_params, obs, task_id)
 
 
 def _init(key, params):
@@ -141,6 +157,8 @@ def _policy_size(actor_params, state, num_tasks):
 
 _IDENTITY_HOOKS = {
   "make_networks": make_mlp_networks,
+  "wrap_losses": _wrap_losses,
+  "act": _act,
   "init": _init,
   "begin_task": _begin_task,
   "penalty": _penalty,

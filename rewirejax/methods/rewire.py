@@ -1,0 +1,382 @@
+"""Rewiring neurons (Sun & Mu 2023, Sec. 3; SPEC §4) as a plug-in of the one trainer.
+
+The actor's hidden layers are ``PermutedDense`` with K score rows (modes). Per task:
+
+* **Multi-mode** (Sec. 3.3): each env acts with a random mode per step; the update averages the
+  SAC actor loss over all K modes (``mode_update="all"``, vmapped) or uses one random mode
+  (``"sample"``), plus the distillation ``alpha * D(pi_k' || pi_k)`` towards a random other mode
+  k' (held fixed): the KL of the pre-tanh Gaussians (Eq. 6) or the reference's squared error.
+* **End of the task**: every mode is evaluated on the task and the best is kept; its wiring is
+  cached as int32 orders in ``wirings [num_slots, L, width]`` and copied to all K rows (spacing
+  reset). With ``rollback_if_worse``, if no mode beats the policy at the start of the task, the
+  start-of-task weights, head and wiring come back.
+* **Alignment** (Sec. 3.4, Eqs. 9-12): during task t > 0 the adapters ``P'_l`` (output side of
+  hidden layer l) and ``P''_l`` (input side, l >= 1) are learned through
+  ``beta * L_SP = beta * sum_l ||W_l - M_l[P''_l][:, P'_l]||^2 + ||b_l - m_l[P'_l]||^2``
+  (flax kernels are [in, out]; ``M, m`` are the weights at the end of the previous task; the
+  adapters act through the straight-through SoftSort at ``align_tau``). At the end of the task
+  every earlier cached wiring is refined, ``w'_l = o_l^-1 o w_l o i_{l+1}`` (``o`` the output
+  adapter order, ``i`` the next layer's input adapter order, ``a o b = a[b]``), so that the old
+  tasks see the new weights exactly as they saw the old ones when the alignment is exact.
+* **Evaluation of task t**: the current weights, the cached (refined) wiring of t, head t.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from rewirejax import layers
+from rewirejax import networks as networks_lib
+from rewirejax.config import RewireConfig, RunConfig
+from rewirejax.methods import base
+from rewirejax.networks import head_slot
+from rewirejax.sac import SACLosses
+from rewirejax.types import Array, Params
+
+
+class RewireState(NamedTuple):
+  """What the method remembers between tasks.
+
+  Attributes:
+    wirings: int32 [num_slots, L, width] the cached wiring of each task slot.
+    cached: bool [num_slots] whether the slot holds a wiring.
+    anchor: {hidden_l: {kernel, bias}} the hidden weights at the end of the previous task (M).
+    start_head: (kernel [width, 2A], bias [2A]) the task's head at its start (rollback).
+    start_wiring: int32 [L, width] the wiring at the start of the task (rollback).
+    start_return: float32, the start-of-task policy's return on the task (rollback).
+    mode_returns: float32 [K] each mode's return at the end of the last task.
+    chosen_mode: int32, the mode kept at the end of the last task (-1: rolled back).
+  """
+
+  wirings: Array
+  cached: Array
+  anchor: Params
+  start_head: tuple[Array, Array]
+  start_wiring: Array
+  start_return: Array
+  mode_returns: Array
+  chosen_mode: Array
+
+
+# ---------------------------------------------------------------------------------------------
+# Pure helpers on the actor's params (a linen variables dict with PermutedDense ``hidden_l``).
+
+
+def _hidden_names(actor_params: Params) -> list[str]:
+  names = [k for k in actor_params["params"] if k.startswith("hidden_")]
+  return sorted(names, key=lambda k: int(k.split("_")[1]))
+
+
+def _replace_layers(actor_params: Params, fields: dict[str, dict[str, Array]]) -> Params:
+  params = dict(actor_params["params"])
+  for name, values in fields.items():
+    params[name] = {**params[name], **values}
+  return {**actor_params, "params": params}
+
+
+def mode_wirings(actor_params: Params, mode: Array | int) -> Array:
+  """int32 [L, width]: the wiring of ``mode`` in every hidden layer."""
+  params = actor_params["params"]
+  return jnp.stack(
+    [layers.wiring_of(params[n]["scores"][mode]) for n in _hidden_names(actor_params)]
+  )
+
+
+def with_wirings(actor_params: Params, wirings: Array) -> Params:
+  """Every mode's scores set to ``scores_of(wirings[l])``: mode 0 (any mode) acts with them."""
+  params = actor_params["params"]
+  fields = {}
+  for l, name in enumerate(_hidden_names(actor_params)):
+    scores = params[name]["scores"]
+    fields[name] = {"scores": jnp.broadcast_to(layers.scores_of(wirings[l]), scores.shape)}
+  return _replace_layers(actor_params, fields)
+
+
+def select_mode(actor_params: Params, mode: Array | int) -> Params:
+  """Every score row set to row ``mode`` (mode 0 then acts as ``mode``)."""
+  params = actor_params["params"]
+  fields = {
+    n: {"scores": jnp.broadcast_to(params[n]["scores"][mode], params[n]["scores"].shape)}
+    for n in _hidden_names(actor_params)
+  }
+  return _replace_layers(actor_params, fields)
+
+
+def hidden_weights(actor_params: Params) -> Params:
+  params = actor_params["params"]
+  return {
+    n: {"kernel": params[n]["kernel"], "bias": params[n]["bias"]}
+    for n in _hidden_names(actor_params)
+  }
+
+
+def reset_adapters(actor_params: Params) -> Params:
+  """Adapters back to the identity order (evenly spaced scores)."""
+  params = {
+    k: (layers.identity_scores(None, v.shape) if k.startswith("adapter_") else v)
+    for k, v in actor_params["params"].items()
+  }
+  return {**actor_params, "params": params}
+
+
+def adapter_orders(actor_params: Params) -> tuple[Array, Array]:
+  """int32 ([L, width] output orders o_l, [L, width] input orders i_l, identity for l = 0)."""
+  params = actor_params["params"]
+  names = _hidden_names(actor_params)
+  width = params[names[0]]["bias"].shape[0]
+  outs = jnp.stack([layers.wiring_of(params[f"adapter_out_{l}"]) for l in range(len(names))])
+  ins = [jnp.arange(width, dtype=jnp.int32)]
+  ins += [layers.wiring_of(params[f"adapter_in_{l}"]) for l in range(1, len(names))]
+  return outs, jnp.stack(ins)
+
+
+def refine_wirings(wirings: Array, out_orders: Array, in_orders: Array) -> Array:
+  """Eq. 12: ``w'_l = compose(compose(invert(o_l), w_l), i_{l+1})`` with ``i_L`` the identity.
+
+  Args:
+    wirings: int32 [..., L, width] cached wirings.
+    out_orders: int32 [L, width] the output adapters' orders o_l.
+    in_orders: int32 [L, width] the input adapters' orders i_l (row 0 unused).
+  """
+  num_layers, width = out_orders.shape
+  next_in = jnp.concatenate([in_orders[1:], jnp.arange(width, dtype=jnp.int32)[None]])
+  inverse_out = jax.vmap(layers.invert)(out_orders)
+
+  def refine(w):  # [L, width]
+    return jax.vmap(lambda inv, wl, nxt: layers.compose(layers.compose(inv, wl), nxt))(
+      inverse_out, w, next_in
+    )
+
+  flat = wirings.reshape(-1, num_layers, width)
+  return jax.vmap(refine)(flat).reshape(wirings.shape)
+
+
+def alignment_loss(actor_params: Params, anchor: Params, tau: float, align: bool) -> Array:
+  """``L_SP = sum_l ||W_l - M_l[P''_l][:, P'_l]||^2 + ||b_l - m_l[P'_l]||^2`` (Eq. 11), the
+  adapters as straight-through SoftSort permutations; without ``align``, plain L2 to M."""
+  params = actor_params["params"]
+  total = jnp.float32(0.0)
+  for l, name in enumerate(_hidden_names(actor_params)):
+    kernel, bias = anchor[name]["kernel"], anchor[name]["bias"]
+    if align:
+      out_scores = params[f"adapter_out_{l}"]
+      kernel = layers.permute(kernel, out_scores, tau)  # Columns: M[:, o].
+      bias = layers.permute(bias, out_scores, tau)
+      if l > 0:  # Rows: M[i, :].
+        kernel = layers.permute(kernel.T, params[f"adapter_in_{l}"], tau).T
+    total += jnp.sum((params[name]["kernel"] - kernel) ** 2)
+    total += jnp.sum((params[name]["bias"] - bias) ** 2)
+  return total
+
+
+def distillation(
+  mu_teacher: Array, log_std_teacher: Array, mu: Array, log_std: Array, kind: str
+) -> Array:
+  """Pull of the student (mu, log_std) towards the teacher (held fixed), summed over the batch
+  and action dims. ``"kl"``: KL(teacher || student) of the pre-tanh diagonal Gaussians,
+  ``log s_s - log s_t + (s_t^2 + (m_t - m_s)^2) / (2 s_s^2) - 1/2``; ``"mse"``: the reference's
+  ``(mu - mu_t)^2 + (log_std - log_std_t)^2``."""
+  mu_teacher = jax.lax.stop_gradient(mu_teacher)
+  log_std_teacher = jax.lax.stop_gradient(log_std_teacher)
+  if kind == "mse":
+    return jnp.sum((mu - mu_teacher) ** 2 + (log_std - log_std_teacher) ** 2)
+  var_ratio = jnp.exp(2.0 * (log_std_teacher - log_std))
+  mean_term = (mu_teacher - mu) ** 2 * jnp.exp(-2.0 * log_std)
+  return jnp.sum(log_std - log_std_teacher + 0.5 * (var_ratio + mean_term) - 0.5)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def make_rewire(max_tasks: int, rc: RewireConfig = RewireConfig(), name: str = "rewire"):
+  """The rewiring method with options ``rc``."""
+  rc.validate()
+  num_modes = rc.num_modes
+  num_slots = rc.task_slots or max_tasks
+
+  def make_networks(observation_size: int, action_size: int, cfg: RunConfig):
+    if len(set(cfg.sac.hidden_sizes)) != 1:
+      raise ValueError(f"rewire needs equal hidden widths, got {cfg.sac.hidden_sizes}.")
+    return networks_lib.make_sac_networks(
+      observation_size,
+      action_size,
+      num_slots,
+      cfg.sac.hidden_sizes,
+      num_modes=num_modes,
+      tau=rc.tau,
+      permuted=True,
+      alignment_adapters=rc.align,
+    )
+
+  def init(key, params):
+    del key
+    actor = params.actor
+    wiring = mode_wirings(actor, 0)
+    num_layers, width = wiring.shape
+    return RewireState(
+      wirings=jnp.broadcast_to(wiring, (num_slots, num_layers, width)),
+      cached=jnp.zeros(num_slots, bool),
+      anchor=hidden_weights(actor),
+      start_head=_head(actor, jnp.int32(0)),
+      start_wiring=wiring,
+      start_return=jnp.float32(-jnp.inf),
+      mode_returns=jnp.zeros(num_modes),
+      chosen_mode=jnp.int32(0),
+    )
+
+  def begin_task(params, state, task_id, key, tools):
+    """Start from the slot's cached wiring (a repeated task) or the current one, spacing reset;
+    adapters at identity; remember the start for a rollback."""
+    actor = params.actor
+    slot = task_id % num_slots
+    start_wiring = jnp.where(state.cached[slot], state.wirings[slot], mode_wirings(actor, 0))
+    actor = reset_adapters(with_wirings(actor, start_wiring))
+    start_return = jnp.float32(-jnp.inf)
+    if rc.rollback_if_worse:
+      start_return = tools.evaluate(actor, task_id, key)
+    state = state._replace(
+      start_head=_head(actor, task_id), start_wiring=start_wiring, start_return=start_return
+    )
+    return params._replace(actor=actor), state
+
+  def act(networks, actor_params, state, obs, task_id, key):
+    """Each env acts with its own random mode this step."""
+    del state
+    if num_modes == 1:
+      return networks.actor.apply(actor_params, obs, task_id)
+    mu, log_std = jax.vmap(lambda k: networks.actor.apply(actor_params, obs, task_id, k))(
+      jnp.arange(num_modes)
+    )  # [K, B, A]
+    modes = jax.random.randint(key, obs.shape[:1], 0, num_modes)
+    rows = jnp.arange(obs.shape[0])
+    return mu[modes, rows], log_std[modes, rows]
+
+  def wrap_losses(losses: SACLosses, networks, cfg: RunConfig) -> SACLosses:
+    del cfg
+
+    def critic_loss(critic_params, params, batch, task_id, key, mode=0):
+      """The target's next action comes from a random mode (the reference's choice)."""
+      del mode
+      mode = jax.random.randint(jax.random.fold_in(key, 1), (), 0, num_modes)
+      return losses.critic(critic_params, params, batch, task_id, key, mode)
+
+    def one_mode(actor_params, params, batch, task_id, key, mode):
+      loss, aux = losses.actor(actor_params, params, batch, task_id, key, mode)
+      if num_modes == 1:
+        return loss, aux._replace(metrics={**aux.metrics, "rewire/distill": jnp.float32(0.0)})
+      offset = jax.random.randint(jax.random.fold_in(key, 2 + mode), (), 1, num_modes)
+      teacher = (mode + offset) % num_modes
+      mu_t, log_std_t = networks.actor.apply(actor_params, batch.obs, task_id, teacher)
+      distill = distillation(mu_t, log_std_t, aux.mu, aux.log_std, rc.distill)
+      metrics = {**aux.metrics, "rewire/distill": distill}
+      return loss + rc.distill_coef * distill, aux._replace(metrics=metrics)
+
+    def actor_loss(actor_params, params, batch, task_id, key, mode=0):
+      """Mean over all K modes (vmapped) or one random mode of (SAC loss + distillation)."""
+      del mode
+      if rc.mode_update == "sample":
+        mode = jax.random.randint(jax.random.fold_in(key, 1), (), 0, num_modes)
+        return one_mode(actor_params, params, batch, task_id, key, mode)
+      loss, aux = jax.vmap(lambda k: one_mode(actor_params, params, batch, task_id, key, k))(
+        jnp.arange(num_modes)
+      )
+      mean = jax.tree.map(lambda x: jnp.mean(x, axis=0), aux)
+      return jnp.mean(loss), mean
+
+    return SACLosses(critic_loss, actor_loss, losses.alpha)
+
+  def penalty(actor_params, state, batch, task_id):
+    del batch, task_id
+    active = jnp.any(state.cached).astype(jnp.float32)  # From the end of the first task on.
+    loss = alignment_loss(actor_params, state.anchor, rc.align_tau, rc.align)
+    return rc.align_coef * active * loss, {"rewire/align": loss}
+
+  def end_task(params, state, replay, task_id, key, tools):
+    del replay
+    actor = params.actor
+    # The same key for every mode: they are compared on the same episodes.
+    mode_returns = jax.vmap(lambda k: tools.evaluate(select_mode(actor, k), task_id, key))(
+      jnp.arange(num_modes)
+    )
+    best = jnp.argmax(mode_returns)
+    chosen = select_mode(actor, best)
+    rolled_back = jnp.bool_(False)
+    if rc.rollback_if_worse:
+      rolled_back = jnp.max(mode_returns) < state.start_return
+      restored = _rollback(actor, state, task_id)
+      chosen = jax.tree.map(lambda r, c: jnp.where(rolled_back, r, c), restored, chosen)
+    wiring = mode_wirings(chosen, 0)
+    wirings = state.wirings
+    if rc.align:  # Eq. 12; the identity adapters of a rollback change nothing.
+      refined = refine_wirings(wirings, *adapter_orders(chosen))
+      wirings = jnp.where(state.cached[:, None, None], refined, wirings)
+    cached = state.cached
+    if rc.cache_wirings:
+      slot = task_id % num_slots
+      wirings, cached = wirings.at[slot].set(wiring), cached.at[slot].set(True)
+    actor = reset_adapters(with_wirings(chosen, wiring))
+    state = state._replace(
+      wirings=wirings,
+      cached=cached,
+      anchor=hidden_weights(actor),
+      mode_returns=mode_returns,
+      chosen_mode=jnp.where(rolled_back, -1, best).astype(jnp.int32),
+    )
+    metrics = {"rewire/mode_returns": mode_returns, "rewire/rolled_back": rolled_back}
+    return params._replace(actor=actor), state, metrics
+
+  def eval_params(params, state, task_id):
+    slot = task_id % num_slots
+    cached = with_wirings(params.actor, state.wirings[slot])
+    return jax.tree.map(lambda c, a: jnp.where(state.cached[slot], c, a), cached, params.actor)
+
+  def policy_size(actor_params, state, num_tasks):
+    """The paper's count: the actor (hidden weights, K score rows, adapters, the heads used),
+    the previous task's weights M, one head and one wiring kept for a rollback, and the cached
+    wirings of the slots used."""
+    num_layers, width = state.wirings.shape[1:]
+    slots_used = min(max(num_tasks, 1), num_slots) if rc.cache_wirings else 0
+    one_head = base.num_params(state.start_head)
+    return (
+      base.actor_size(actor_params, num_tasks)
+      + base.num_params(state.anchor)
+      + one_head
+      + (slots_used + 1) * num_layers * width
+    )
+
+  return base.fine_tuning(
+    name,
+    make_networks=make_networks,
+    wrap_losses=wrap_losses,
+    act=act,
+    init=init,
+    begin_task=begin_task,
+    penalty=penalty,
+    end_task=end_task,
+    eval_params=eval_params,
+    policy_size=policy_size,
+  )
+
+
+def _head(actor_params: Params, task_id: Array) -> tuple[Array, Array]:
+  params = actor_params["params"]
+  slot = head_slot(task_id, params["head_kernel"].shape[0])
+  return params["head_kernel"][slot], params["head_bias"][slot]
+
+
+def _rollback(actor_params: Params, state: RewireState, task_id: Array) -> Params:
+  """The actor at the start of the task: weights M, the start head and wiring, identity
+  adapters (other heads were frozen, so they are unchanged)."""
+  actor = _replace_layers(actor_params, state.anchor)
+  params = actor["params"]
+  slot = head_slot(task_id, params["head_kernel"].shape[0])
+  kernel, bias = state.start_head
+  params = {
+    **params,
+    "head_kernel": params["head_kernel"].at[slot].set(kernel),
+    "head_bias": params["head_bias"].at[slot].set(bias),
+  }
+  return reset_adapters(with_wirings({**actor, "params": params}, state.start_wiring))

@@ -1,0 +1,277 @@
+"""The rewiring method: alignment algebra, cached wirings, multi-mode loss, distillation, mode
+selection and rollback, model size; checked against slow, explicit references."""
+
+import dataclasses
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from rewirejax import layers
+from rewirejax.config import RunConfig, SACConfig
+from rewirejax.envs.toy import TargetReachEnv
+from rewirejax.methods import base, make_method
+from rewirejax.methods import rewire as rw
+from rewirejax.networks import make_sac_networks
+from rewirejax.sac import make_losses
+from rewirejax.train import make_trainer
+
+OBS, ACT, WIDTH = 3, 2, 8
+CFG = RunConfig(
+  steps_per_task=8 * 40,
+  max_tasks=4,
+  epochs_per_chunk=4,
+  num_eval_envs=4,
+  num_eval_rollouts=1,
+  sac=SACConfig(
+    batch_size=16,
+    num_envs=8,
+    warmup_transitions=16,
+    replay_capacity=400,
+    hidden_sizes=(WIDTH,) * 3,
+  ),
+)
+
+
+def _actor(num_modes=3, key=0):
+  nets = make_sac_networks(
+    OBS, ACT, 4, (WIDTH,) * 3, num_modes=num_modes, tau=1.0, alignment_adapters=True
+  )
+  params = nets.actor.init(jax.random.key(key), jnp.zeros((1, OBS)), jnp.int32(0))
+  return nets, params
+
+
+def _random_order(key, n=WIDTH):
+  return jax.random.permutation(key, n).astype(jnp.int32)
+
+
+def test_exact_alignment_reproduces_old_tasks_only_after_refinement():
+  """W_new = M[i][:, o], b_new = m[o] for random hard adapters: the refined cached wirings give
+  the old task's outputs exactly; the unrefined ones do not."""
+  nets, old = _actor(key=1)
+  keys = jax.random.split(jax.random.key(2), 16)
+  old_wirings = jnp.stack([_random_order(k) for k in keys[:3]])  # Task 0's cached wiring.
+  outs = jnp.stack([_random_order(k) for k in keys[3:6]])
+  ins = jnp.stack([jnp.arange(WIDTH, dtype=jnp.int32)] + [_random_order(k) for k in keys[6:8]])
+  new = old
+  for l in range(3):
+    name = f"hidden_{l}"
+    kernel, bias = old["params"][name]["kernel"], old["params"][name]["bias"]
+    kernel = kernel[:, outs[l]]
+    if l > 0:
+      kernel = kernel[ins[l], :]
+    new = rw._replace_layers(new, {name: {"kernel": kernel, "bias": bias[outs[l]]}})
+  obs = jax.random.normal(keys[8], (5, OBS))
+  task = jnp.int32(0)
+  before = nets.actor.apply(rw.with_wirings(old, old_wirings), obs, task)
+  refined = rw.refine_wirings(old_wirings[None], outs, ins)[0]
+  after = nets.actor.apply(rw.with_wirings(new, refined), obs, task)
+  stale = nets.actor.apply(rw.with_wirings(new, old_wirings), obs, task)
+  chex.assert_trees_all_close(after, before, rtol=1e-5, atol=1e-6)
+  assert not np.allclose(stale[0], before[0], atol=1e-3)
+  # The refinement is the composition written in the docstring, checked index by index.
+  for l in range(3):
+    nxt = ins[l + 1] if l < 2 else np.arange(WIDTH)
+    expected = [int(np.argsort(outs[l])[old_wirings[l][nxt[j]]]) for j in range(WIDTH)]
+    np.testing.assert_array_equal(refined[l], expected)
+  # The adapters of the alignment loss read these orders, and L_SP is then 0 at W_new.
+  adapted = new
+  params = dict(new["params"])
+  for l in range(3):
+    params[f"adapter_out_{l}"] = layers.scores_of(outs[l])
+    if l > 0:
+      params[f"adapter_in_{l}"] = layers.scores_of(ins[l])
+  adapted = {**new, "params": params}
+  got_out, got_in = rw.adapter_orders(adapted)
+  np.testing.assert_array_equal(got_out, outs)
+  np.testing.assert_array_equal(got_in, ins)
+  anchor = rw.hidden_weights(old)
+  assert float(rw.alignment_loss(adapted, anchor, 0.1, align=True)) < 1e-10
+  assert float(rw.alignment_loss(rw.reset_adapters(adapted), anchor, 0.1, align=True)) > 1.0
+
+
+def test_alignment_gradient_reaches_the_adapters_and_weights():
+  _, actor = _actor()
+  anchor = rw.hidden_weights(actor)
+  moved = jax.tree.map(lambda x: x + 0.1, actor)
+  grads = jax.grad(lambda p: rw.alignment_loss(p, anchor, 0.1, align=True))(moved)["params"]
+  assert float(jnp.abs(grads["hidden_1"]["kernel"]).sum()) > 0
+  assert float(jnp.abs(grads["adapter_out_1"]).sum()) > 0
+  assert float(jnp.abs(grads["adapter_in_2"]).sum()) > 0
+  # Without alignment it is plain L2: 2 (W - M), no adapter involved.
+  plain = jax.grad(lambda p: rw.alignment_loss(p, anchor, 0.1, align=False))(moved)["params"]
+  np.testing.assert_allclose(plain["hidden_0"]["kernel"], 0.2, rtol=1e-5)
+  assert float(jnp.abs(plain["adapter_out_0"]).sum()) == 0
+
+
+def test_distillation_forms_by_hand():
+  mu_t, log_std_t = jnp.array([[0.5, -1.0]]), jnp.log(jnp.array([[2.0, 0.5]]))
+  mu, log_std = jnp.array([[0.0, 0.0]]), jnp.log(jnp.array([[1.0, 1.0]]))
+  # KL(N(m_t, s_t^2) || N(m, s^2)) = log(s/s_t) + (s_t^2 + (m_t-m)^2) / (2 s^2) - 1/2.
+  kl = sum(
+    np.log(s / st) + (st**2 + (mt - m) ** 2) / (2 * s**2) - 0.5
+    for mt, st, m, s in [(0.5, 2.0, 0.0, 1.0), (-1.0, 0.5, 0.0, 1.0)]
+  )
+  np.testing.assert_allclose(rw.distillation(mu_t, log_std_t, mu, log_std, "kl"), kl, rtol=1e-6)
+  mse = 0.25 + 1.0 + np.log(2.0) ** 2 + np.log(0.5) ** 2
+  np.testing.assert_allclose(rw.distillation(mu_t, log_std_t, mu, log_std, "mse"), mse, rtol=1e-6)
+  assert float(rw.distillation(mu, log_std, mu, log_std, "kl")) == 0.0
+  # The teacher is held fixed.
+  grad_teacher = jax.grad(lambda m: rw.distillation(m, log_std_t, mu, log_std, "kl"))(mu_t)
+  assert float(jnp.abs(grad_teacher).sum()) == 0.0
+
+
+def _batch(key):
+  k = jax.random.split(key, 3)
+  from rewirejax.types import Transition
+
+  obs = jax.random.normal(k[0], (16, OBS))
+  act = jax.random.uniform(k[1], (16, ACT), minval=-1, maxval=1)
+  return Transition(obs, act, jnp.ones(16), obs + 0.1, jnp.zeros(16), jnp.zeros(16))
+
+
+@pytest.mark.parametrize("num_modes", [1, 3])
+def test_vmapped_mode_loss_is_the_mean_of_per_mode_losses(num_modes):
+  method = make_method("rewire", CFG, num_modes=num_modes, distill_coef=0.3)
+  nets = method.make_networks(OBS, ACT, CFG)
+  params = base.networks_lib.init_agent_params(nets, jax.random.key(0), OBS, ACT, 1.0)
+  # Make the modes differ.
+  shuffled = rw.with_wirings(
+    params.actor, jnp.stack([_random_order(jax.random.key(i)) for i in range(3)])
+  )
+  scores = (
+    shuffled["params"]["hidden_1"]["scores"].at[0].set(layers.identity_scores(None, (WIDTH,)))
+  )
+  actor = rw._replace_layers(shuffled, {"hidden_1": {"scores": scores}})
+  params = params._replace(actor=actor)
+  sac_losses = make_losses(nets, CFG.sac, ACT)
+  wrapped = method.wrap_losses(sac_losses, nets, CFG)
+  batch, key, task = _batch(jax.random.key(4)), jax.random.key(5), jnp.int32(1)
+  loss, aux = wrapped.actor(params.actor, params, batch, task, key)
+  per_mode = []
+  for k in range(num_modes):
+    base_loss, base_aux = sac_losses.actor(params.actor, params, batch, task, key, k)
+    distill = 0.0
+    if num_modes > 1:
+      offset = jax.random.randint(jax.random.fold_in(key, 2 + k), (), 1, num_modes)
+      teacher = (k + int(offset)) % num_modes
+      mu_t, log_std_t = nets.actor.apply(params.actor, batch.obs, task, teacher)
+      distill = rw.distillation(mu_t, log_std_t, base_aux.mu, base_aux.log_std, "kl")
+    per_mode.append(float(base_loss + 0.3 * distill))
+  np.testing.assert_allclose(float(loss), np.mean(per_mode), rtol=1e-5)
+  if num_modes == 1:
+    assert float(aux.metrics["rewire/distill"]) == 0.0
+  else:
+    assert float(aux.metrics["rewire/distill"]) > 0.0
+    assert len(set(np.round(per_mode, 5))) > 1  # The modes really differ.
+
+
+class _FakeTools:
+  """``evaluate`` returns the first score of hidden_0's mode-0 row, shifted by ``offset``."""
+
+  def __init__(self, offset=0.0):
+    self.networks, self.init_actor = None, None
+    self.offset = offset
+
+  def evaluate(self, actor, task_id, key):
+    del task_id, key
+    return actor["params"]["hidden_0"]["scores"][0, 0] + self.offset
+
+
+def test_mode_selection_keeps_the_best_mode_and_caches_its_wiring():
+  method = make_method("rewire", CFG)
+  nets = method.make_networks(OBS, ACT, CFG)
+  params = base.networks_lib.init_agent_params(nets, jax.random.key(0), OBS, ACT, 1.0)
+  state = method.init(jax.random.key(1), params)
+  params, state = method.begin_task(params, state, jnp.int32(0), jax.random.key(2), _FakeTools())
+  # Three modes with different wirings; mode 2 has the largest first score.
+  wirings = [
+    jnp.stack([_random_order(jax.random.key(10 * m + l)) for l in range(3)]) for m in range(3)
+  ]
+  scores = {}
+  for l in range(3):
+    rows = jnp.stack([layers.scores_of(wirings[m][l]) for m in range(3)])
+    rows = rows.at[:, 0].set(jnp.array([0.2, 0.1, 0.9]) if l == 0 else rows[:, 0])
+    scores[f"hidden_{l}"] = {"scores": rows}
+  actor = rw._replace_layers(params.actor, scores)
+  expected = rw.mode_wirings(actor, 2)
+  params = params._replace(actor=actor)
+  params, state, metrics = method.end_task(
+    params, state, None, jnp.int32(0), jax.random.key(3), _FakeTools()
+  )
+  np.testing.assert_allclose(metrics["rewire/mode_returns"], [0.2, 0.1, 0.9], rtol=1e-6)
+  assert int(state.chosen_mode) == 2 and not bool(metrics["rewire/rolled_back"])
+  assert state.wirings.dtype == jnp.int32 and state.wirings.shape == (4, 3, WIDTH)
+  np.testing.assert_array_equal(state.wirings[0], expected)
+  for m in range(3):  # Every mode continues from the chosen wiring.
+    np.testing.assert_array_equal(rw.mode_wirings(params.actor, m), expected)
+
+
+def test_rollback_restores_the_start_of_the_task_exactly():
+  method = make_method("rewire", CFG)
+  nets = method.make_networks(OBS, ACT, CFG)
+  params = base.networks_lib.init_agent_params(nets, jax.random.key(0), OBS, ACT, 1.0)
+  state = method.init(jax.random.key(1), params)
+  task = jnp.int32(1)
+  params, state = method.begin_task(params, state, task, jax.random.key(2), _FakeTools(100.0))
+  start = params.actor
+  trained = jax.tree.map(lambda x: x + 0.05 if x.dtype == jnp.float32 else x, start)
+  params = params._replace(actor=trained)
+  params, state, metrics = method.end_task(
+    params, state, None, task, jax.random.key(3), _FakeTools()
+  )
+  assert bool(metrics["rewire/rolled_back"]) and int(state.chosen_mode) == -1
+  restored = params.actor["params"]
+  for l in range(3):
+    for field in ("kernel", "bias"):
+      np.testing.assert_array_equal(
+        restored[f"hidden_{l}"][field], start["params"][f"hidden_{l}"][field]
+      )
+  np.testing.assert_array_equal(rw.mode_wirings(params.actor, 0), rw.mode_wirings(start, 0))
+  np.testing.assert_array_equal(restored["head_kernel"][1], start["params"]["head_kernel"][1])
+  np.testing.assert_array_equal(restored["head_bias"][1], start["params"]["head_bias"][1])
+
+
+def test_cached_wiring_reproduces_the_policy_at_task_end_bit_for_bit():
+  """Train two toy tasks; afterwards task 0 is evaluated through its cached, refined wiring, and
+  right at its end through the cache the policy is exactly the trained one."""
+  method = make_method("rewire", CFG, align_coef=1.0)
+  trainer = make_trainer(CFG, TargetReachEnv(num_tasks=4), method)
+  begin, warmup = jax.jit(trainer.begin_task), jax.jit(trainer.warmup)
+  chunk, end = jax.jit(trainer.train_chunk), jax.jit(trainer.end_task)
+  state = jax.jit(trainer.init)(jax.random.key(0))
+  obs = jax.random.normal(jax.random.key(9), (6, OBS))
+  nets = method.make_networks(OBS, ACT, CFG)
+  for t in range(2):
+    task = jnp.int32(t)
+    state = warmup(begin(state, task), task)[0]
+    state, _ = chunk(state, task)
+    state, _ = end(state, task)
+    params, mstate = state.learner.params, state.method_state
+    assert bool(mstate.cached[t])
+    at_end = nets.actor.apply(params.actor, obs, task)
+    via_cache = nets.actor.apply(method.eval_params(params, mstate, task), obs, task)
+    chex.assert_trees_all_equal(via_cache, at_end)
+  # Task 1 trained the shared weights, so task 0's wiring was refined by task 1's adapters.
+  assert np.isfinite(np.asarray(rw.alignment_loss(params.actor, mstate.anchor, 0.1, True)))
+
+
+def test_model_size_of_the_default_halfcheetah_network():
+  """The paper's count (2.1x FT-1 with the reference's 4 task slots)."""
+  cfg = dataclasses.replace(CFG, max_tasks=8, sac=SACConfig())
+  ft_1 = base.ft_1_policy_size(17, 6, cfg)
+  sizes = {}
+  for slots in (4, 0):
+    method = make_method("rewire", cfg, task_slots=slots)
+    nets = method.make_networks(17, 6, cfg)
+    params = jax.eval_shape(
+      lambda: base.networks_lib.init_agent_params(nets, jax.random.key(0), 17, 6, 1.0)
+    )
+    state = jax.eval_shape(method.init, jax.random.key(0), params)
+    assert state.wirings.shape == (slots or 8, 3, 256) and state.wirings.dtype == jnp.int32
+    sizes[slots] = method.policy_size(params.actor, state, 8) / ft_1
+  assert ft_1 == (17 * 256 + 256) + 2 * (256 * 256 + 256) + (256 * 12 + 12)
+  np.testing.assert_allclose(sizes[4], 2.12, atol=0.01)  # Paper: 2.1.
+  assert sizes[4] < sizes[0] < 2.3
