@@ -37,7 +37,7 @@ from rewirejax.train import train_sequence  # noqa: E402
 BRAX_SCENARIOS = [name for name in scenario_names() if not name.startswith("toy/")]
 
 
-def _settings(cfg, scenario: str, method: str, budget: float, seeds: list[int]) -> dict:
+def _settings(cfg, scenario, method, budget, seeds, options, preset) -> dict:
   """What makes a finished result reusable: the same settings."""
   return {
     "scenario": scenario,
@@ -46,6 +46,8 @@ def _settings(cfg, scenario: str, method: str, budget: float, seeds: list[int]) 
     "backend": cfg.backend,
     "seeds": seeds,
     "config": logs.to_jsonable(cfg),
+    "method_options": options,
+    "method_preset": preset if options else None,
   }
 
 
@@ -59,14 +61,17 @@ def run_pair(
   progress: bool = True,
   num_envs: int | None = None,
   num_eval_envs: int | None = None,
+  preset: str = "paper",
 ) -> dict:
   """Trains one (scenario, method) with all seeds vmapped; returns the result payload."""
   cfg = brax_configs.get_config(scenario, method_name, budget, backend, num_envs, num_eval_envs)
-  settings = _settings(cfg, scenario, method_name, budget, seeds)
+  options = brax_configs.method_options(scenario, method_name, preset)
+  settings = _settings(cfg, scenario, method_name, budget, seeds, options, preset)
   result_path = out / scenario / f"{method_name}.json"
   if result_path.exists():
     result = json.loads(result_path.read_text())
-    if {k: result.get(k) for k in settings} != settings:
+    saved = {"method_options": {}, "method_preset": None, **result}  # Older files lack them.
+    if {k: saved.get(k) for k in settings} != settings:
       raise ValueError(
         f"{result_path} holds a run with other settings (budget, backend, seeds or config); "
         "use another --out or delete it."
@@ -82,7 +87,7 @@ def run_pair(
 
   spec = get_scenario(scenario)
   env = make_scenario_env(spec, backend)
-  method = make_method(method_name, cfg)
+  method = make_method(method_name, cfg, **options)
   eval_every = brax_configs.eval_every_chunks(cfg, budget)
   print(
     f"{scenario} / {method_name}: {len(spec.tasks)} tasks x {cfg.steps_per_task:,} steps, "
@@ -137,6 +142,9 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--references", type=pathlib.Path, default=refs.DEFAULT_DIR)
   parser.add_argument("--num-envs", type=int, help="training envs (default: the paper's 128)")
   parser.add_argument("--eval-envs", type=int, help="evaluation envs (default: 512, or 16 <1)")
+  parser.add_argument(
+    "--preset", default="paper", help="rewire settings: paper (SPEC defaults) | reference"
+  )
   parser.add_argument("--no-progress", action="store_true")
   args = parser.parse_args(argv)
   try:
@@ -162,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
           not args.no_progress,
           args.num_envs,
           args.eval_envs,
+          args.preset,
         )
         path = refs.reference_path(args.references, scenario, args.backend, args.budget)
         if method == "sac_n" and not path.exists():

@@ -30,6 +30,20 @@ _SAC_TABLE = {
   "ant/compositionality": (3e-4, 3e-4, 10.0, 4, 4, 2.0),
   "humanoid/hard": (1e-3, 3e-4, 0.1, 1, 1, 2.0),
 }
+# Rewire per scenario (notes §9): softsort tau, Gumbel scale (0: dropout 0.1 instead), cycle,
+# alpha (distillation), beta (alignment).
+_REWIRE_TABLE = {
+  "halfcheetah/forgetting": (1.0, 0.1, 4, 1e-5, 100.0),
+  "halfcheetah/transfer": (0.1, 0.0, 4, 1e-5, 0.1),
+  "halfcheetah/robustness": (0.1, 0.0, 2, 1e-5, 1.0),
+  "halfcheetah/compositionality": (1.0, 0.1, 4, 1e-5, 10.0),
+  "ant/forgetting": (0.1, 0.0, 4, 1e-5, 10.0),
+  "ant/transfer": (0.1, 0.0, 4, 1e-5, 0.1),
+  "ant/robustness": (0.1, 0.0, 2, 1e-5, 0.1),
+  "ant/compositionality": (0.1, 0.0, 4, 1e-5, 1.0),
+  "humanoid/hard": (0.1, 0.1, 4, 1e-6, 0.0),
+}
+PRESETS = ("paper", "reference")
 FULL_EVAL = (512, 10)  # Envs x sequential rollouts, the reference's protocol.
 SCALED_EVAL = (16, 1)  # Below the full budget.
 CURVE_POINTS = {True: 10, False: 5}  # Evaluations of the task in training, full budget or not.
@@ -105,3 +119,23 @@ def eval_every_chunks(cfg: RunConfig, budget: float) -> int:
 
 def _round_up(x: float, multiple: int) -> int:
   return int(math.ceil(x / multiple) * multiple)
+
+
+def method_options(scenario: str, method: str, preset: str = "paper") -> dict:
+  """A method's per-scenario settings (``make_method(method, cfg, **options)``).
+
+  Rewire takes alpha and beta from the reference's per-scenario configs either way. ``"paper"``
+  follows the paper's text and SPEC §4's defaults (tau 1, all K modes per update, KL
+  distillation, a wiring and head per task); ``"reference"`` mirrors the reference code (its
+  tau, one random mode per update, squared-error distillation, ``cycle`` task slots). The
+  reference's Gumbel noise / dropout are not implemented yet.
+  """
+  if preset not in PRESETS:
+    raise ValueError(f"Unknown preset {preset!r}; choices: {list(PRESETS)}.")
+  if method != "rewire" or scenario not in _REWIRE_TABLE:
+    return {}
+  tau, _gumbel, cycle, alpha, beta = _REWIRE_TABLE[scenario]
+  options = {"distill_coef": alpha, "align_coef": beta}
+  if preset == "reference":
+    options.update(tau=tau, task_slots=cycle, distill="mse", mode_update="sample")
+  return options
