@@ -275,3 +275,21 @@ def test_model_size_of_the_default_halfcheetah_network():
   assert ft_1 == (17 * 256 + 256) + 2 * (256 * 256 + 256) + (256 * 12 + 12)
   np.testing.assert_allclose(sizes[4], 2.12, atol=0.01)  # Paper: 2.1.
   assert sizes[4] < sizes[0] < 2.3
+
+
+def test_ablation_ladder_switches_off_the_named_parts():
+  from rewirejax.methods import REWIRE_ABLATIONS
+
+  assert set(REWIRE_ABLATIONS) == {
+    "rewire_base",
+    "rewire_cache",
+    "rewire_cache_modes",
+    "rewire_cache_align",
+  }
+  for name in REWIRE_ABLATIONS:
+    method = make_method(name, CFG, align_coef=3.0)
+    assert method.name == name
+  base_nets = make_method("rewire_base", CFG).make_networks(OBS, ACT, CFG)
+  assert base_nets.actor.num_modes == 1 and not base_nets.actor.alignment_adapters
+  full = make_method("rewire", CFG).make_networks(OBS, ACT, CFG)
+  assert full.actor.num_modes == 3 and full.actor.alignment_adapters

@@ -132,7 +132,7 @@ def method_options(scenario: str, method: str, preset: str = "paper") -> dict:
   """
   if preset not in PRESETS:
     raise ValueError(f"Unknown preset {preset!r}; choices: {list(PRESETS)}.")
-  if method != "rewire" or scenario not in _REWIRE_TABLE:
+  if not method.startswith("rewire") or scenario not in _REWIRE_TABLE:
     return {}
   tau, _gumbel, cycle, alpha, beta = _REWIRE_TABLE[scenario]
   options = {"distill_coef": alpha, "align_coef": beta}

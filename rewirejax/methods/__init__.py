@@ -13,11 +13,28 @@ from rewirejax.methods.base import Method, TrainerTools, fine_tuning
 from rewirejax.methods.finetune import make_ft_n, make_sac_n
 from rewirejax.methods.rewire import make_rewire
 
+# The paper's Table 3 ladder: rewire without its parts (their options win over the caller's).
+REWIRE_ABLATIONS = {
+  "rewire_base": {"cache_wirings": False, "num_modes": 1, "align": False},
+  "rewire_cache": {"num_modes": 1, "align": False},
+  "rewire_cache_modes": {"align": False},
+  "rewire_cache_align": {"num_modes": 1},
+}
+
+
+def _rewire(name: str, ablation: dict):
+  def factory(cfg: RunConfig, **options) -> Method:
+    return make_rewire(cfg.max_tasks, RewireConfig(**{**options, **ablation}), name=name)
+
+  return factory
+
+
 METHODS: dict[str, Callable[..., Method]] = {
   "ft_1": lambda cfg: fine_tuning(),
   "ft_n": lambda cfg: make_ft_n(cfg.max_tasks),
   "sac_n": lambda cfg: make_sac_n(cfg.max_tasks),
-  "rewire": lambda cfg, **options: make_rewire(cfg.max_tasks, RewireConfig(**options)),
+  "rewire": _rewire("rewire", {}),
+  **{name: _rewire(name, ablation) for name, ablation in REWIRE_ABLATIONS.items()},
 }
 
 
@@ -28,4 +45,4 @@ def make_method(name: str, cfg: RunConfig, **options) -> Method:
   return METHODS[name](cfg, **options)
 
 
-__all__ = ["METHODS", "Method", "TrainerTools", "fine_tuning", "make_method"]
+__all__ = ["METHODS", "REWIRE_ABLATIONS", "Method", "TrainerTools", "fine_tuning", "make_method"]
