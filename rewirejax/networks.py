@@ -54,9 +54,11 @@ class Actor(nn.Module):
     task_id: Array,
     mode: Array | int = 0,
     wirings: Array | None = None,
+    tau: Array | float | None = None,
   ) -> tuple[Array, Array]:
     """Args: obs [..., obs_dim]; task_id int32 scalar (traced ok); mode int (traced ok);
-    wirings [num_hidden, width] int32 cached orders overriding the scores."""
+    wirings [num_hidden, width] int32 cached orders overriding the scores; tau overriding
+    ``self.tau`` (a traced value: swept temperatures share one compile)."""
     if self.alignment_adapters:
       for i, width in enumerate(self.hidden_sizes):
         self.param(f"adapter_out_{i}", identity_scores, (width,))
@@ -68,7 +70,7 @@ class Actor(nn.Module):
         layer = PermutedDense(
           width, self.num_modes, self.tau, kernel_init=torch_linear_init, name=f"hidden_{i}"
         )
-        h = layer(h, mode, None if wirings is None else wirings[i])
+        h = layer(h, mode, None if wirings is None else wirings[i], tau)
       else:
         h = nn.Dense(width, kernel_init=torch_linear_init, name=f"hidden_{i}")(h)
       h = nn.leaky_relu(h, LEAKY_SLOPE)

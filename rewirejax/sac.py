@@ -33,10 +33,14 @@ class SACLosses(NamedTuple):
   """The three SAC losses; a method may wrap them (``Method.wrap_losses``).
 
   Attributes:
-    critic: (critic_params, agent_params, batch, task_id, key, mode=0) -> (loss, metrics).
-    actor: (actor_params, agent_params, batch, task_id, key, mode=0) -> (loss, ActorAux).
+    critic: (critic_params, agent_params, batch, task_id, key, mode=0, tau=None,
+      method_state=None) -> (loss, metrics).
+    actor: (actor_params, agent_params, batch, task_id, key, mode=0, tau=None,
+      method_state=None) -> (loss, ActorAux).
     alpha: (log_alpha, mean log-prob) -> loss.
-  ``mode`` is the actor's wiring mode (a traced int; plain actors ignore it).
+  ``mode`` is the actor's wiring mode and ``tau`` its SoftSort temperature override (traced
+  values; plain actors ignore them). The trainer passes ``method_state`` so that a method's
+  wrapped losses can read traced settings from it (swept coefficients); SAC ignores it.
   """
 
   critic: Callable[..., tuple[Array, Metrics]]
@@ -76,15 +80,18 @@ def init_learner(params: AgentParams, optimizers: Optimizers) -> LearnerState:
 def make_losses(networks: SACNetworks, cfg: SACConfig, action_size: int) -> SACLosses:
   """SAC losses of ``networks`` (the actor acts with wiring ``mode``, default 0)."""
 
-  def policy_fn(actor_params, obs, task_id, mode):
-    return networks.actor.apply(actor_params, obs, task_id, mode)
+  def policy_fn(actor_params, obs, task_id, mode, tau):
+    return networks.actor.apply(actor_params, obs, task_id, mode, tau=tau)
 
   target_entropy = -cfg.target_entropy_multiplier * action_size
 
-  def critic_loss(critic_params, params: AgentParams, batch: Transition, task_id, key, mode=0):
+  def critic_loss(
+    critic_params, params: AgentParams, batch, task_id, key, mode=0, tau=None, method_state=None
+  ):
     """sum_{i=1,2} mean_b (Q_i(s, a) - y)^2 with the soft target
     y = scale r + gamma (1 - d) (min_i Q'_i(s', a') - alpha log pi(a'|s')), a' ~ pi(s')."""
-    mu, log_std = policy_fn(params.actor, batch.next_obs, task_id, mode)
+    del method_state
+    mu, log_std = policy_fn(params.actor, batch.next_obs, task_id, mode, tau)
     next_action, next_log_prob = sample_tanh_gaussian(mu, log_std, key)
     next_q = jnp.min(networks.critic.apply(params.target_critic, batch.next_obs, next_action), 0)
     done = batch.terminal
@@ -98,11 +105,14 @@ def make_losses(networks: SACNetworks, cfg: SACConfig, action_size: int) -> SACL
     loss = jnp.sum(jnp.mean((q - jax.lax.stop_gradient(target)) ** 2, axis=-1))
     return loss, {"critic/loss": loss, "critic/q": jnp.mean(q)}
 
-  def actor_loss(actor_params, params: AgentParams, batch: Transition, task_id, key, mode=0):
+  def actor_loss(
+    actor_params, params: AgentParams, batch, task_id, key, mode=0, tau=None, method_state=None
+  ):
     """mean_b [alpha log pi(a|s) - min_i Q_i(s, a)], a ~ pi(s) reparameterised.
 
     Returns the loss and ``ActorAux``."""
-    mu, log_std = policy_fn(actor_params, batch.obs, task_id, mode)
+    del method_state
+    mu, log_std = policy_fn(actor_params, batch.obs, task_id, mode, tau)
     action, log_prob = sample_tanh_gaussian(mu, log_std, key)
     q = jnp.min(networks.critic.apply(params.critic, batch.obs, action), 0)
     alpha = jnp.exp(jax.lax.stop_gradient(params.log_alpha))
@@ -139,10 +149,10 @@ def make_update_group(
   steps (a cheap masked polyak update).
   """
 
-  def critic_step(learner: LearnerState, batch: Transition, task_id, key):
+  def critic_step(learner: LearnerState, method_state, batch: Transition, task_id, key):
     params = learner.params
     grads, metrics = jax.grad(losses.critic, has_aux=True)(
-      params.critic, params, batch, task_id, key
+      params.critic, params, batch, task_id, key, method_state=method_state
     )
     updates, critic_opt = optimizers.critic.update(grads, learner.critic_opt)
     critic = optax.apply_updates(params.critic, updates)
@@ -160,7 +170,7 @@ def make_update_group(
     params = learner.params
 
     def total_actor_loss(actor_params):
-      loss, aux = losses.actor(actor_params, params, batch, task_id, key)
+      loss, aux = losses.actor(actor_params, params, batch, task_id, key, method_state=method_state)
       penalty, penalty_metrics = penalty_fn(actor_params, method_state, batch, task_id)
       return loss + penalty, (aux.mean_log_prob, {**aux.metrics, **penalty_metrics})
 
@@ -185,10 +195,10 @@ def make_update_group(
     critic_keys = jax.random.split(key_critic, cfg.policy_update_delay)
     if cfg.policy_update_delay == 1:  # No loop for the common case.
       first = jax.tree.map(lambda x: x[0], (batches, critic_keys))
-      learner, critic_metrics = critic_step(learner, first[0], task_id, first[1])
+      learner, critic_metrics = critic_step(learner, method_state, first[0], task_id, first[1])
     else:
       learner, critic_metrics = jax.lax.scan(
-        lambda learner, xs: critic_step(learner, xs[0], task_id, xs[1]),
+        lambda learner, xs: critic_step(learner, method_state, xs[0], task_id, xs[1]),
         learner,
         (batches, critic_keys),
       )

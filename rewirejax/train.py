@@ -362,6 +362,7 @@ def train_sequence(
   checkpoint_every_chunks: int = 1,
   progress: bool = True,
   stop_after_chunks: int | None = None,
+  lane_overrides: Callable[[TrainState], TrainState] | None = None,
 ) -> SequenceResult:
   """Trains ``method`` on ``tasks`` in order, all ``seeds`` in one vmapped job.
 
@@ -380,6 +381,8 @@ def train_sequence(
     checkpoint_every_chunks: checkpoint every this many chunks (0: at task ends only).
     progress: show a progress bar.
     stop_after_chunks: stop (as if killed) after this many chunks of this call; for tests.
+    lane_overrides: edits the freshly initialised seed-batched state, e.g. a different traced
+      coefficient per lane (``rewirejax.sweep``); seeds may then repeat across lanes.
 
   Returns:
     A ``SequenceResult``.
@@ -392,7 +395,7 @@ def train_sequence(
   for t in {*tasks, *eval_tasks}:
     if not 0 <= t < min(env.num_tasks, cfg.max_tasks):
       raise ValueError(f"task id {t} is outside [0, {min(env.num_tasks, cfg.max_tasks)}).")
-  if not seeds or len(set(seeds)) != len(seeds):
+  if not seeds or (lane_overrides is None and len(set(seeds)) != len(seeds)):
     raise ValueError(f"seeds must be distinct and non-empty, got {seeds}.")
   if resume and out_dir is None:
     raise ValueError("resume=True needs out_dir.")
@@ -408,6 +411,8 @@ def train_sequence(
   evaluate = _over_seeds(trainer.evaluate, len(seeds), donate=False, batched_args=(0, None, 0))
 
   state = jax.jit(jax.vmap(trainer.init))(jnp.stack([jax.random.key(s) for s in seeds]))
+  if lane_overrides is not None:
+    state = lane_overrides(state)
   if sharding is not None:
     state = jax.device_put(state, sharding)
   num_chunks = cfg.num_chunks

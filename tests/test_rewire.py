@@ -152,7 +152,8 @@ def test_vmapped_mode_loss_is_the_mean_of_per_mode_losses(num_modes):
   loss, aux = wrapped.actor(params.actor, params, batch, task, key)
   per_mode = []
   for k in range(num_modes):
-    base_loss, base_aux = sac_losses.actor(params.actor, params, batch, task, key, k)
+    key_mode = jax.random.fold_in(key, 1000 + k)
+    base_loss, base_aux = sac_losses.actor(params.actor, params, batch, task, key_mode, k)
     distill = 0.0
     if num_modes > 1:
       offset = jax.random.randint(jax.random.fold_in(key, 2 + k), (), 1, num_modes)
@@ -275,6 +276,21 @@ def test_model_size_of_the_default_halfcheetah_network():
   assert ft_1 == (17 * 256 + 256) + 2 * (256 * 256 + 256) + (256 * 12 + 12)
   np.testing.assert_allclose(sizes[4], 2.12, atol=0.01)  # Paper: 2.1.
   assert sizes[4] < sizes[0] < 2.3
+
+
+def test_modes_that_start_equal_part_during_training():
+  """All K modes start at the identity wiring; per-mode action noise makes them diverge."""
+  method = make_method("rewire", CFG, rollback_if_worse=False)
+  trainer = make_trainer(CFG, TargetReachEnv(num_tasks=4), method)
+  state = jax.jit(trainer.init)(jax.random.key(0))
+  task = jnp.int32(0)
+  state = jax.jit(trainer.begin_task)(state, task)
+  state, _ = jax.jit(trainer.warmup)(state, task)
+  scores = state.learner.params.actor["params"]["hidden_0"]["scores"]
+  np.testing.assert_array_equal(scores[0], scores[1])
+  state, _ = jax.jit(trainer.train_chunk)(state, task)
+  scores = state.learner.params.actor["params"]["hidden_0"]["scores"]
+  assert not np.allclose(scores[0], scores[1])
 
 
 def test_ablation_ladder_switches_off_the_named_parts():

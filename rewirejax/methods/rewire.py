@@ -37,6 +37,15 @@ from rewirejax.sac import SACLosses
 from rewirejax.types import Array, Params
 
 
+class RewireCoefs(NamedTuple):
+  """The method's scalar settings as traced float32 leaves of its state, so a grid of them is
+  one vmapped job (``rewirejax sweep``): alpha, beta and the scores' SoftSort tau."""
+
+  distill_coef: Array
+  align_coef: Array
+  tau: Array
+
+
 class RewireState(NamedTuple):
   """What the method remembers between tasks.
 
@@ -49,6 +58,7 @@ class RewireState(NamedTuple):
     start_return: float32, the start-of-task policy's return on the task (rollback).
     mode_returns: float32 [K] each mode's return at the end of the last task.
     chosen_mode: int32, the mode kept at the end of the last task (-1: rolled back).
+    coefs: the traced ``RewireCoefs`` (initialised from the config).
   """
 
   wirings: Array
@@ -59,6 +69,7 @@ class RewireState(NamedTuple):
   start_return: Array
   mode_returns: Array
   chosen_mode: Array
+  coefs: RewireCoefs
 
 
 # ---------------------------------------------------------------------------------------------
@@ -196,6 +207,10 @@ def make_rewire(max_tasks: int, rc: RewireConfig = RewireConfig(), name: str = "
   rc.validate()
   num_modes = rc.num_modes
   num_slots = rc.task_slots or max_tasks
+  default_coefs = RewireCoefs(*(jnp.float32(x) for x in (rc.distill_coef, rc.align_coef, rc.tau)))
+
+  def coefs_of(state):  # Outside the trainer (no state): the config's values.
+    return default_coefs if state is None else state.coefs
 
   def make_networks(observation_size: int, action_size: int, cfg: RunConfig):
     if len(set(cfg.sac.hidden_sizes)) != 1:
@@ -225,6 +240,7 @@ def make_rewire(max_tasks: int, rc: RewireConfig = RewireConfig(), name: str = "
       start_return=jnp.float32(-jnp.inf),
       mode_returns=jnp.zeros(num_modes),
       chosen_mode=jnp.int32(0),
+      coefs=default_coefs,
     )
 
   def begin_task(params, state, task_id, key, tools):
@@ -257,14 +273,17 @@ def make_rewire(max_tasks: int, rc: RewireConfig = RewireConfig(), name: str = "
   def wrap_losses(losses: SACLosses, networks, cfg: RunConfig) -> SACLosses:
     del cfg
 
-    def critic_loss(critic_params, params, batch, task_id, key, mode=0):
+    def critic_loss(critic_params, params, batch, task_id, key, mode=0, tau=None, **kw):
       """The target's next action comes from a random mode (the reference's choice)."""
-      del mode
+      del mode, tau, kw
       mode = jax.random.randint(jax.random.fold_in(key, 1), (), 0, num_modes)
       return losses.critic(critic_params, params, batch, task_id, key, mode)
 
-    def one_mode(actor_params, params, batch, task_id, key, mode):
-      loss, aux = losses.actor(actor_params, params, batch, task_id, key, mode)
+    def one_mode(actor_params, params, batch, task_id, key, mode, coefs):
+      # Each mode draws its own action noise: with shared noise, modes that start equal (all
+      # of them, at identity) would get equal gradients and never part.
+      key_mode = jax.random.fold_in(key, 1000 + mode)
+      loss, aux = losses.actor(actor_params, params, batch, task_id, key_mode, mode, coefs.tau)
       if num_modes == 1:
         return loss, aux._replace(metrics={**aux.metrics, "rewire/distill": jnp.float32(0.0)})
       offset = jax.random.randint(jax.random.fold_in(key, 2 + mode), (), 1, num_modes)
@@ -272,15 +291,16 @@ def make_rewire(max_tasks: int, rc: RewireConfig = RewireConfig(), name: str = "
       mu_t, log_std_t = networks.actor.apply(actor_params, batch.obs, task_id, teacher)
       distill = distillation(mu_t, log_std_t, aux.mu, aux.log_std, rc.distill)
       metrics = {**aux.metrics, "rewire/distill": distill}
-      return loss + rc.distill_coef * distill, aux._replace(metrics=metrics)
+      return loss + coefs.distill_coef * distill, aux._replace(metrics=metrics)
 
-    def actor_loss(actor_params, params, batch, task_id, key, mode=0):
+    def actor_loss(actor_params, params, batch, task_id, key, mode=0, tau=None, method_state=None):
       """Mean over all K modes (vmapped) or one random mode of (SAC loss + distillation)."""
-      del mode
+      del mode, tau
+      coefs = coefs_of(method_state)
       if rc.mode_update == "sample":
         mode = jax.random.randint(jax.random.fold_in(key, 1), (), 0, num_modes)
-        return one_mode(actor_params, params, batch, task_id, key, mode)
-      loss, aux = jax.vmap(lambda k: one_mode(actor_params, params, batch, task_id, key, k))(
+        return one_mode(actor_params, params, batch, task_id, key, mode, coefs)
+      loss, aux = jax.vmap(lambda k: one_mode(actor_params, params, batch, task_id, key, k, coefs))(
         jnp.arange(num_modes)
       )
       mean = jax.tree.map(lambda x: jnp.mean(x, axis=0), aux)
@@ -292,7 +312,7 @@ def make_rewire(max_tasks: int, rc: RewireConfig = RewireConfig(), name: str = "
     del batch, task_id
     active = jnp.any(state.cached).astype(jnp.float32)  # From the end of the first task on.
     loss = alignment_loss(actor_params, state.anchor, rc.align_tau, rc.align)
-    return rc.align_coef * active * loss, {"rewire/align": loss}
+    return state.coefs.align_coef * active * loss, {"rewire/align": loss}
 
   def end_task(params, state, replay, task_id, key, tools):
     del replay
