@@ -24,6 +24,12 @@ def preset_names() -> list[str]:
 def load_preset(name_or_path: str, **options) -> RunConfig:
   """``get_config()`` of ``experiments/configs/<name>.py`` or of a given ``.py`` file, passed
   those ``options`` (e.g. ``scenario``) that its ``get_config`` accepts."""
+  module = _preset_module(name_or_path)
+  accepted = inspect.signature(module.get_config).parameters
+  return module.get_config(**{k: v for k, v in options.items() if k in accepted and v is not None})
+
+
+def _preset_module(name_or_path: str):
   path = pathlib.Path(name_or_path)
   if path.suffix != ".py":
     path = CONFIG_DIR / f"{name_or_path}.py"
@@ -34,8 +40,7 @@ def load_preset(name_or_path: str, **options) -> RunConfig:
   spec = importlib.util.spec_from_file_location(f"rewirejax_preset_{path.stem}", path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  accepted = inspect.signature(module.get_config).parameters
-  return module.get_config(**{k: v for k, v in options.items() if k in accepted and v is not None})
+  return module
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -67,7 +72,100 @@ def _parser() -> argparse.ArgumentParser:
   report.add_argument(
     "--references", type=pathlib.Path, help="SAC-N references (default experiments/references)"
   )
+  sweep = sub.add_parser("sweep", help="a grid of alpha / beta / tau x seeds as one vmapped job")
+  sweep.add_argument("--scenario", required=True, help="e.g. halfcheetah/forgetting")
+  sweep.add_argument("--method", default="rewire", help="a method with traced coefficients")
+  sweep.add_argument("--preset", default="brax", help="experiments/configs/<name>.py")
+  sweep.add_argument("--rewire-preset", default="paper", help="paper | reference")
+  sweep.add_argument("--budget", type=float, default=1.0, help="fraction of the paper's steps")
+  sweep.add_argument("--backend", default="mjx")
+  sweep.add_argument("--num-envs", type=int)
+  sweep.add_argument("--eval-envs", type=int)
+  sweep.add_argument("--seeds", type=int, default=3)
+  for name, meaning in (("alpha", "distillation"), ("beta", "alignment"), ("tau", "SoftSort")):
+    sweep.add_argument(f"--{name}", type=float, nargs="+", help=f"{meaning} values to sweep")
+  sweep.add_argument("--out", type=pathlib.Path, default=pathlib.Path("results/sweep"))
+  sweep.add_argument("--no-progress", action="store_true")
   return parser
+
+
+def sweep_command(args: argparse.Namespace) -> int:
+  """Runs the grid, writes ``<out>/<scenario>/<method>.json`` and prints a ranked table."""
+  from rewirejax import logging as logs
+  from rewirejax import references
+  from rewirejax.envs.scenarios import get_scenario, make_scenario_env
+  from rewirejax.methods import make_method
+  from rewirejax.metrics import normalize
+  from rewirejax.sweep import run_sweep
+
+  grid = {k: getattr(args, k) for k in ("alpha", "beta", "tau") if getattr(args, k)}
+  if not grid:
+    raise ValueError("give at least one of --alpha, --beta, --tau to sweep.")
+  if args.seeds < 1:
+    raise ValueError(f"--seeds must be >= 1, got {args.seeds}.")
+  scenario = get_scenario(args.scenario)
+  module = _preset_module(args.preset)
+  cfg = load_preset(
+    args.preset,
+    scenario=args.scenario,
+    method=args.method,
+    budget=args.budget,
+    backend=args.backend,
+    num_envs=args.num_envs,
+    num_eval_envs=args.eval_envs,
+  )
+  options = {}
+  if hasattr(module, "method_options"):
+    options = module.method_options(args.scenario, args.method, args.rewire_preset)
+  method = make_method(args.method, cfg, **options)
+  env = make_scenario_env(scenario, cfg.backend)
+  out = args.out / args.scenario
+  out.mkdir(parents=True, exist_ok=True)
+  start = time.perf_counter()
+  result = run_sweep(
+    cfg,
+    env,
+    method,
+    range(len(scenario.tasks)),
+    grid,
+    range(args.seeds),
+    progress=not args.no_progress,
+  )
+  final = result.returns[:, :, -1, :]  # [points, seeds, eval tasks]
+  label = "final return (mean over tasks)"
+  try:
+    ref = references.load_reference(references.DEFAULT_DIR, args.scenario, cfg.backend, args.budget)
+    final = normalize(final, np.asarray(ref["final_returns"], dtype=float))
+    label = "performance (SAC-N = 1)"
+  except ValueError as error:
+    print(f"Raw returns: {error}")
+  per_lane = np.nanmean(final, axis=-1)  # [points, seeds]
+  path = out / f"{args.method}.json"
+  logs.write_json_atomic(
+    path,
+    {
+      "scenario": args.scenario,
+      "method": args.method,
+      "method_options": options,
+      "budget": args.budget,
+      "backend": cfg.backend,
+      "config": cfg,
+      "points": result.points,
+      "seeds": result.seeds,
+      "returns": result.returns,
+      "curves": result.curves,
+      "score": per_lane,
+      "score_label": label,
+      "wall_seconds": time.perf_counter() - start,
+    },
+  )
+  print(f"\n{'point':40} {label}")
+  for p in np.argsort(-np.nanmean(per_lane, axis=1)):
+    point = ", ".join(f"{k}={v:g}" for k, v in result.points[p].items())
+    lane = per_lane[p]
+    print(f"{point:40} {np.nanmean(lane):.3f} ± {np.nanstd(lane):.3f}")
+  print(f"Wrote {path} ({time.perf_counter() - start:.0f} s).")
+  return 0
 
 
 def _configure(args: argparse.Namespace) -> tuple[RunConfig, list, int]:
@@ -201,7 +299,8 @@ def train_command(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
   args = _parser().parse_args(argv)
   try:
-    return report_command(args) if args.command == "report" else train_command(args)
+    commands = {"report": report_command, "sweep": sweep_command, "train": train_command}
+    return commands[args.command](args)
   except ValueError as error:
     print(f"rewirejax: error: {error}", file=sys.stderr)
     return 2

@@ -55,3 +55,20 @@ def test_brax_preset_applies_the_scenario_sac_settings():
 def test_unknown_method_lists_choices(capsys):
   assert cli.main(["train", "--method", "pnn2", "--steps", "100000"]) == 2
   assert "Unknown method 'pnn2'; choices: [" in capsys.readouterr().err
+
+
+def test_sweep_on_the_tiny_scenario(tmp_path, capsys):
+  argv = ["sweep", "--scenario", "toy/tiny", "--budget", "0.25", "--seeds", "2"]
+  argv += ["--alpha", "0", "1e-3", "--out", str(tmp_path), "--no-progress"]
+  assert cli.main(argv) == 0
+  out = capsys.readouterr().out
+  assert "alpha=0.001" in out and "alpha=0 " in out
+  import json
+
+  result = json.loads((tmp_path / "toy" / "tiny" / "rewire.json").read_text())
+  assert len(result["points"]) == 2 and len(result["score"]) == 2 and len(result["score"][0]) == 2
+
+
+def test_sweep_needs_a_grid(capsys):
+  assert cli.main(["sweep", "--scenario", "toy/tiny"]) == 2
+  assert "give at least one of --alpha" in capsys.readouterr().err
