@@ -133,6 +133,8 @@ class RewireConfig:
   cache_wirings: bool = True  # One cached wiring per task (False: old tasks use the current one).
   rollback_if_worse: bool = True  # Restore the start of the task if no mode beats it.
   task_slots: int = 0  # 0: each task its own wiring and head; n: task t uses slot t % n.
+  gumbel_noise: float = 0.0  # Reference: Gumbel noise on the scores in the update (0 or 0.1).
+  dropout: float = 0.0  # Reference: 0.1 on hidden pre-activations (acting and update).
 
   def validate(self) -> None:
     if self.num_modes < 1:
@@ -143,5 +145,7 @@ class RewireConfig:
       raise ValueError(f"distill must be 'kl' or 'mse', got {self.distill!r}.")
     if self.tau <= 0 or self.align_tau <= 0:
       raise ValueError("tau and align_tau must be > 0.")
-    if self.distill_coef < 0 or self.align_coef < 0 or self.task_slots < 0:
-      raise ValueError("distill_coef, align_coef and task_slots must be >= 0.")
+    if min(self.distill_coef, self.align_coef, self.task_slots, self.gumbel_noise) < 0:
+      raise ValueError("distill_coef, align_coef, task_slots and gumbel_noise must be >= 0.")
+    if not 0.0 <= self.dropout < 1.0:
+      raise ValueError(f"dropout must be in [0, 1), got {self.dropout}.")

@@ -229,6 +229,7 @@ def permute_outputs(
   mode: int | Array = 0,
   wiring: Array | None = None,
   tau: float | Array = 1.0,
+  noise: Array | None = None,
 ) -> Array:
   """Permutes layer outputs ``y`` [..., n] by score row ``scores[mode]`` or a cached wiring.
 
@@ -238,6 +239,7 @@ def permute_outputs(
     mode: which row; a Python int (range-checked) or a traced int32 scalar.
     wiring: [n] int32 order; when given it replaces the scores (a cached task's wiring).
     tau: SoftSort temperature of the backward pass.
+    noise: [n] added to the score row (the reference's Gumbel noise while training).
   """
   if wiring is not None:
     return apply_wiring(y, wiring)
@@ -245,7 +247,8 @@ def permute_outputs(
     num_modes = scores.shape[0]
     if not 0 <= int(mode) < num_modes:
       raise ValueError(f"mode must be in [0, {num_modes}), got {int(mode)}.")
-  return permute(y, scores[mode], tau)
+  row = scores[mode] if noise is None else scores[mode] + noise
+  return permute(y, row, tau)
 
 
 # --------------------------------------------------------------------------------------
@@ -289,9 +292,11 @@ class PermutedDense(nn.Module):
     mode: int | Array = 0,
     wiring: Array | None = None,
     tau: float | Array | None = None,
+    noise: Array | None = None,
   ) -> Array:
     """Args: inputs [..., in]; mode (traced int ok); wiring [features] int32 overriding the
-    scores; tau overriding ``self.tau`` (e.g. a swept value). Returns [..., features]."""
+    scores; tau overriding ``self.tau`` (e.g. a swept value); noise [features] added to the
+    score row. Returns [..., features]."""
     kernel = self.param(
       "kernel", self.kernel_init, (inputs.shape[-1], self.features), self.param_dtype
     )
@@ -301,7 +306,7 @@ class PermutedDense(nn.Module):
     scores = self.param(
       "scores", identity_scores, (self.num_modes, self.features), self.param_dtype
     )
-    return permute_outputs(y, scores, mode, wiring, self.tau if tau is None else tau)
+    return permute_outputs(y, scores, mode, wiring, self.tau if tau is None else tau, noise)
 
 
 class PermutedLinear(nnx.Module):

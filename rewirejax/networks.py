@@ -37,6 +37,10 @@ class Actor(nn.Module):
     alignment_adapters: also hold the alignment adapters' scores (Sec. 3.4), identity at init
       and unused by the forward pass: ``adapter_out_l`` [width_l] (P'_l, output side of hidden
       layer l) and, for l >= 1, ``adapter_in_l`` [width_{l-1}] (P''_l, input side).
+    gumbel_noise: scale of Gumbel noise added to the scores when ``noisy_wiring`` (the
+      reference's training-time noise; rng stream ``"noise"``).
+    dropout: rate of dropout on the hidden pre-activations when ``train`` (rng ``"dropout"``;
+      after the permutation, which is the same in distribution as before it).
   """
 
   action_size: int
@@ -46,6 +50,8 @@ class Actor(nn.Module):
   tau: float = 1.0
   permuted: bool = True
   alignment_adapters: bool = False
+  gumbel_noise: float = 0.0
+  dropout: float = 0.0
 
   @nn.compact
   def __call__(
@@ -55,10 +61,13 @@ class Actor(nn.Module):
     mode: Array | int = 0,
     wirings: Array | None = None,
     tau: Array | float | None = None,
+    train: bool = False,
+    noisy_wiring: bool = False,
   ) -> tuple[Array, Array]:
     """Args: obs [..., obs_dim]; task_id int32 scalar (traced ok); mode int (traced ok);
     wirings [num_hidden, width] int32 cached orders overriding the scores; tau overriding
-    ``self.tau`` (a traced value: swept temperatures share one compile)."""
+    ``self.tau`` (a traced value: swept temperatures share one compile); train: dropout on;
+    noisy_wiring: Gumbel noise on the scores."""
     if self.alignment_adapters:
       for i, width in enumerate(self.hidden_sizes):
         self.param(f"adapter_out_{i}", identity_scores, (width,))
@@ -70,9 +79,14 @@ class Actor(nn.Module):
         layer = PermutedDense(
           width, self.num_modes, self.tau, kernel_init=torch_linear_init, name=f"hidden_{i}"
         )
-        h = layer(h, mode, None if wirings is None else wirings[i], tau)
+        noise = None
+        if noisy_wiring and self.gumbel_noise > 0:
+          noise = self.gumbel_noise * jax.random.gumbel(self.make_rng("noise"), (width,))
+        h = layer(h, mode, None if wirings is None else wirings[i], tau, noise)
       else:
         h = nn.Dense(width, kernel_init=torch_linear_init, name=f"hidden_{i}")(h)
+      if self.dropout > 0:
+        h = nn.Dropout(self.dropout, deterministic=not train)(h)
       h = nn.leaky_relu(h, LEAKY_SLOPE)
     out_size = 2 * self.action_size
     kernels = self.param(
@@ -143,10 +157,22 @@ def make_sac_networks(
   tau: float = 1.0,
   permuted: bool = True,
   alignment_adapters: bool = False,
+  gumbel_noise: float = 0.0,
+  dropout: float = 0.0,
 ) -> SACNetworks:
   del observation_size  # Shapes come from the first call; kept for a readable call site.
   return SACNetworks(
-    actor=Actor(action_size, num_heads, hidden_sizes, num_modes, tau, permuted, alignment_adapters),
+    actor=Actor(
+      action_size,
+      num_heads,
+      hidden_sizes,
+      num_modes,
+      tau,
+      permuted,
+      alignment_adapters,
+      gumbel_noise,
+      dropout,
+    ),
     critic=TwinCritic(hidden_sizes),
   )
 

@@ -80,8 +80,22 @@ def init_learner(params: AgentParams, optimizers: Optimizers) -> LearnerState:
 def make_losses(networks: SACNetworks, cfg: SACConfig, action_size: int) -> SACLosses:
   """SAC losses of ``networks`` (the actor acts with wiring ``mode``, default 0)."""
 
-  def policy_fn(actor_params, obs, task_id, mode, tau):
-    return networks.actor.apply(actor_params, obs, task_id, mode, tau=tau)
+  def policy_fn(actor_params, obs, task_id, mode, tau, key=None):
+    """With ``key``: the training forward (dropout, Gumbel noise on the wiring, if the actor
+    has them); without: the plain forward (the critic target, as the reference's)."""
+    if key is None:
+      return networks.actor.apply(actor_params, obs, task_id, mode, tau=tau)
+    key_noise, key_dropout = jax.random.split(jax.random.fold_in(key, 7))
+    return networks.actor.apply(
+      actor_params,
+      obs,
+      task_id,
+      mode,
+      tau=tau,
+      train=True,
+      noisy_wiring=True,
+      rngs={"noise": key_noise, "dropout": key_dropout},
+    )
 
   target_entropy = -cfg.target_entropy_multiplier * action_size
 
@@ -112,7 +126,7 @@ def make_losses(networks: SACNetworks, cfg: SACConfig, action_size: int) -> SACL
 
     Returns the loss and ``ActorAux``."""
     del method_state
-    mu, log_std = policy_fn(actor_params, batch.obs, task_id, mode, tau)
+    mu, log_std = policy_fn(actor_params, batch.obs, task_id, mode, tau, key)
     action, log_prob = sample_tanh_gaussian(mu, log_std, key)
     q = jnp.min(networks.critic.apply(params.critic, batch.obs, action), 0)
     alpha = jnp.exp(jax.lax.stop_gradient(params.log_alpha))

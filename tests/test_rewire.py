@@ -309,3 +309,46 @@ def test_ablation_ladder_switches_off_the_named_parts():
   assert base_nets.actor.num_modes == 1 and not base_nets.actor.alignment_adapters
   full = make_method("rewire", CFG).make_networks(OBS, ACT, CFG)
   assert full.actor.num_modes == 3 and full.actor.alignment_adapters
+
+
+def test_dropout_and_gumbel_noise_act_only_when_asked():
+  plain = make_sac_networks(OBS, ACT, 2, (WIDTH,) * 3, num_modes=2)
+  noisy = make_sac_networks(OBS, ACT, 2, (WIDTH,) * 3, num_modes=2, gumbel_noise=0.5, dropout=0.3)
+  params = plain.actor.init(jax.random.key(0), jnp.zeros((1, OBS)), jnp.int32(0))
+  obs, task = jax.random.normal(jax.random.key(1), (64, OBS)), jnp.int32(0)
+  rngs = {"noise": jax.random.key(2), "dropout": jax.random.key(3)}
+  reference = plain.actor.apply(params, obs, task)
+  # Evaluation (neither flag) is the plain network, bit for bit.
+  chex.assert_trees_all_equal(noisy.actor.apply(params, obs, task, rngs=rngs), reference)
+  dropped = noisy.actor.apply(params, obs, task, train=True, rngs=rngs)
+  assert not np.allclose(dropped[0], reference[0])
+  # Gumbel noise changes the hard wiring of the forward pass (dropout off here).
+  gumbel_only = make_sac_networks(OBS, ACT, 2, (WIDTH,) * 3, num_modes=2, gumbel_noise=0.5)
+  rewired = gumbel_only.actor.apply(params, obs, task, noisy_wiring=True, rngs=rngs)
+  assert not np.allclose(rewired[0], reference[0])
+  grads = jax.grad(
+    lambda p: jnp.sum(gumbel_only.actor.apply(p, obs, task, noisy_wiring=True, rngs=rngs)[0])
+  )(params)
+  assert float(jnp.abs(grads["params"]["hidden_1"]["scores"]).sum()) > 0
+
+
+def test_reference_preset_turns_on_the_reference_stochasticity():
+  import sys
+  from pathlib import Path
+
+  sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+  from configs import brax as brax_configs
+
+  hc = brax_configs.method_options("halfcheetah/forgetting", "rewire", "reference")
+  assert hc["gumbel_noise"] == 0.1 and hc["dropout"] == 0.0 and hc["task_slots"] == 4
+  ant = brax_configs.method_options("ant/transfer", "rewire", "reference")
+  assert ant["gumbel_noise"] == 0.0 and ant["dropout"] == 0.1 and ant["tau"] == 0.1
+  paper = brax_configs.method_options("ant/transfer", "rewire", "paper")
+  assert paper == {"distill_coef": 1e-5, "align_coef": 0.1}
+  method = make_method("rewire", CFG, **ant)  # Builds and trains one chunk on the toy env.
+  trainer = make_trainer(CFG, TargetReachEnv(num_tasks=4), method)
+  state = jax.jit(trainer.init)(jax.random.key(0))
+  state = jax.jit(trainer.begin_task)(state, jnp.int32(0))
+  state, _ = jax.jit(trainer.warmup)(state, jnp.int32(0))
+  state, metrics = jax.jit(trainer.train_chunk)(state, jnp.int32(0))
+  assert np.isfinite(float(metrics["actor/loss"]))

@@ -224,6 +224,8 @@ def make_rewire(max_tasks: int, rc: RewireConfig = RewireConfig(), name: str = "
       tau=rc.tau,
       permuted=True,
       alignment_adapters=rc.align,
+      gumbel_noise=rc.gumbel_noise,
+      dropout=rc.dropout,
     )
 
   def init(key, params):
@@ -259,14 +261,19 @@ def make_rewire(max_tasks: int, rc: RewireConfig = RewireConfig(), name: str = "
     return params._replace(actor=actor), state
 
   def act(networks, actor_params, state, obs, task_id, key):
-    """Each env acts with its own random mode this step."""
+    """Each env acts with its own random mode this step (dropout on, if any; hard wirings)."""
     del state
+    key_modes, key_dropout = jax.random.split(key)
+
+    def policy(mode):
+      return networks.actor.apply(
+        actor_params, obs, task_id, mode, train=True, rngs={"dropout": key_dropout}
+      )
+
     if num_modes == 1:
-      return networks.actor.apply(actor_params, obs, task_id)
-    mu, log_std = jax.vmap(lambda k: networks.actor.apply(actor_params, obs, task_id, k))(
-      jnp.arange(num_modes)
-    )  # [K, B, A]
-    modes = jax.random.randint(key, obs.shape[:1], 0, num_modes)
+      return policy(0)
+    mu, log_std = jax.vmap(policy)(jnp.arange(num_modes))  # [K, B, A]
+    modes = jax.random.randint(key_modes, obs.shape[:1], 0, num_modes)
     rows = jnp.arange(obs.shape[0])
     return mu[modes, rows], log_std[modes, rows]
 
