@@ -3,9 +3,9 @@
 Reads every ``<results>/<env>/<scenario>/<method>.json`` written by ``make reproduce-brax``,
 normalises by the SAC-N reference of the same scenario, backend and budget (``references``),
 and writes ``table.md`` (the paper's Table 1: method x domain, performance +- std over seeds and
-model size, then every scenario with forgetting and forward transfer), ``table.csv``, and per run
-``<method>_curves.png`` (learning curve of each task) and ``<method>_returns.png`` (R as a heat
-map).
+model size; then every scenario with forgetting and forward transfer; then the ablation ladder),
+``table.csv``, and per run ``<method>_curves.png`` (learning curve of each task),
+``<method>_returns.png`` (R as a heat map) and, for rewiring, ``<method>_divergence.png``.
 """
 
 from __future__ import annotations
@@ -24,6 +24,15 @@ from rewirejax import logging as logs
 from rewirejax import metrics
 from rewirejax import references as refs
 
+# Table 3's ladder: FT-L2, rewiring without caching, + cache, + modes / + alignment, full.
+LADDER = (
+  "ft_l2",
+  "rewire_base",
+  "rewire_cache",
+  "rewire_cache_modes",
+  "rewire_cache_align",
+  "rewire",
+)
 DOMAINS = {"halfcheetah": "HalfCheetah", "ant": "Ant", "humanoid": "Humanoid", "toy": "Toy"}
 
 
@@ -146,6 +155,14 @@ def build_tables(results: list[dict[str, Any]], reference_dir: pathlib.Path) -> 
     ]
     out.write("| " + " | ".join(cells) + " |\n")
     writer.writerow(cells)
+  ladder = [m for m in LADDER if m in methods]
+  if len(ladder) > 1:
+    out.write("\n## Ablation ladder (Table 3)\n\n| scenario | " + " | ".join(ladder) + " |\n")
+    out.write("|---|" + "---|" * len(ladder) + "\n")
+    for scenario in sorted({r["scenario"] for r, _ in rows}):
+      by_method = {r["method"]: s for r, s in rows if r["scenario"] == scenario}
+      cells = [_mean_std(by_method[m].performance) if m in by_method else "" for m in ladder]
+      out.write(f"| {scenario} | " + " | ".join(cells) + " |\n")
   if notes:
     out.write("\nNotes:\n" + "".join(f"- {n}\n" for n in notes))
   return out.getvalue(), table.getvalue()
@@ -211,6 +228,38 @@ def plot_result(result: dict[str, Any], reference_dir: pathlib.Path, out_dir: pa
   plt.close(fig)
 
 
+def plot_mode_divergence(run_dir: pathlib.Path, out_path: pathlib.Path) -> bool:
+  """The paper's Fig. 3: the distillation divergence between modes along training, from the
+  run's ``metrics.jsonl`` (mean over seeds per chunk). False when the run logged none."""
+  metrics_path = pathlib.Path(run_dir) / "metrics.jsonl"
+  if not metrics_path.exists():
+    return False
+  rows = [json.loads(line) for line in metrics_path.read_text().splitlines() if line]
+  rows = [r for r in rows if r.get("rewire/distill") is not None]
+  if not any(r["rewire/distill"] > 0 for r in rows):  # None logged, or K = 1.
+    return False
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  fig, ax = plt.subplots(figsize=(7, 3))
+  ax.plot(range(len(rows)), [r["rewire/distill"] for r in rows], lw=1)
+  starts = [i for i, r in enumerate(rows) if r["chunk"] == 0 and i > 0]
+  for i in starts:
+    ax.axvline(i, color="gray", lw=0.5, ls="--")
+  positive = all(r["rewire/distill"] > 0 for r in rows)
+  ax.set(
+    xlabel="chunk (dashed: a new task)",
+    ylabel="divergence between modes",
+    yscale="log" if positive else "linear",
+  )
+  fig.tight_layout()
+  fig.savefig(out_path, dpi=110)
+  plt.close(fig)
+  return True
+
+
 def build_report(
   results_dir: pathlib.Path, reference_dir: pathlib.Path = refs.DEFAULT_DIR
 ) -> pathlib.Path:
@@ -223,5 +272,7 @@ def build_report(
   logs.write_text_atomic(results_dir / "table.md", markdown)
   logs.write_text_atomic(results_dir / "table.csv", table)
   for result in results:
-    plot_result(result, reference_dir, pathlib.Path(result["_path"]).parent)
+    folder = pathlib.Path(result["_path"]).parent
+    plot_result(result, reference_dir, folder)
+    plot_mode_divergence(folder / result["method"], folder / f"{result['method']}_divergence.png")
   return results_dir / "table.md"

@@ -29,7 +29,8 @@ BUDGET = 0.5  # 1,600 steps a task on the toy env.
 def reproduced(tmp_path_factory):
   root = tmp_path_factory.mktemp("reproduce")
   out, references = root / "results", root / "references"
-  argv = ["--scenarios", "toy/tiny", "--methods", "ft_1", "sac_n", "--seeds", "2"]
+  argv = ["--scenarios", "toy/tiny", "--methods", "ft_1", "sac_n", "rewire", "rewire_base"]
+  argv += ["--seeds", "2"]
   argv += ["--budget", str(BUDGET), "--out", str(out), "--references", str(references)]
   argv += ["--no-progress"]
   assert reproduce_brax.main(argv) == 0
@@ -53,10 +54,14 @@ def test_writes_results_reference_table_and_plots(reproduced):
   )
   table = (out / "table.md").read_text()
   assert "| ft_1 |" in table and "| sac_n |" in table and "Toy perf" in table
-  assert (out / "table.csv").read_text().count("toy/tiny") == 2
-  for method in ("ft_1", "sac_n"):
+  assert (out / "table.csv").read_text().count("toy/tiny") == 4
+  for method in ("ft_1", "sac_n", "rewire"):
     for kind in ("curves", "returns"):
       assert (scenario_dir / f"{method}_{kind}.png").stat().st_size > 1000
+  assert (scenario_dir / "rewire_divergence.png").stat().st_size > 1000
+  assert "Ablation ladder" in table and "| toy/tiny |" in table
+  rewire = json.loads((scenario_dir / "rewire.json").read_text())
+  assert rewire["method_options"] == {} and np.asarray(rewire["returns"]).shape == (2, 4, 4)
 
 
 def test_fine_tuning_forgets_where_stored_policies_do_not(reproduced):
