@@ -14,8 +14,10 @@ task (``ref[i]``) measured by rewirejax itself at the same budget and backend. W
   training time rescaled to 1) and ``AUC_i^ref`` the same for SAC-N's curve;
 * model size: the largest policy parameter count over the run divided by FT-1's.
 
-Returns are normalised by dividing by ``ref[i]``, which is meaningful only for ``ref[i] > 0``; a
-task with a non-positive reference gives NaN (and the means skip it, saying so in ``notes``).
+Returns are normalised by dividing by ``ref[i]``, which is meaningful only for ``ref[i] > 0``.
+If any task's reference is not positive (SAC-N did not learn it, e.g. at a tiny budget), the
+normalised metrics are undefined for the whole run and are NaN, with a note; averaging over the
+other tasks would silently change the metric. Raw forgetting is reported alongside.
 """
 
 from __future__ import annotations
@@ -121,9 +123,10 @@ class Summary:
   """Per-seed metrics of one (scenario, method) run (NaN where undefined)."""
 
   performance: np.ndarray  # [num_seeds] P_s (NaN without a reference).
-  forgetting: np.ndarray  # [num_seeds] F_s, normalised when a reference exists.
+  forgetting: np.ndarray  # [num_seeds] F_s normalised by the reference (NaN without one).
   forward_transfer: np.ndarray  # [num_seeds] FT_s (NaN without reference curves).
   final_return: np.ndarray  # [num_seeds] mean raw return of the final row.
+  raw_forgetting: np.ndarray  # [num_seeds] F_s in returns.
   model_size: float
   notes: tuple[str, ...] = ()
 
@@ -140,22 +143,28 @@ def summarize(
   returns = _check_square(returns)
   num_seeds, notes = returns.shape[0], []
   nan = np.full(num_seeds, np.nan)
-  performance, transfer = nan, nan
-  if reference is not None:
-    ref = _reference(reference, returns.shape[1])
-    performance = average_performance(returns, ref)
-    if np.any(ref <= 0):
-      notes.append(f"tasks {np.flatnonzero(ref <= 0).tolist()} skipped: SAC-N return <= 0")
-    curves = np.asarray(curves, dtype=float)
-    if reference_curves is not None and curves.size:
-      transfer = forward_transfer(curves, reference_curves, ref)
-  else:
+  performance, normalised_forgetting, transfer = nan, nan, nan
+  if reference is None:
     notes.append("no SAC-N reference: raw returns only")
+  else:
+    ref = _reference(reference, returns.shape[1])
+    if np.any(ref <= 0):
+      notes.append(
+        f"SAC-N's return is not positive on tasks {np.flatnonzero(ref <= 0).tolist()}: "
+        "normalised metrics undefined, raw ones only"
+      )
+    else:
+      performance = average_performance(returns, ref)
+      normalised_forgetting = forgetting(returns, ref)
+      curves = np.asarray(curves, dtype=float)
+      if reference_curves is not None and curves.size:
+        transfer = forward_transfer(curves, reference_curves, ref)
   return Summary(
     performance=performance,
-    forgetting=forgetting(returns, reference),
+    forgetting=normalised_forgetting,
     forward_transfer=transfer,
     final_return=np.mean(returns[:, -1, :], axis=-1),
+    raw_forgetting=forgetting(returns),
     model_size=model_size(policy_params, ft_1_policy_params),
     notes=tuple(notes),
   )

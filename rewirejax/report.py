@@ -120,7 +120,10 @@ def build_tables(results: list[dict[str, Any]], reference_dir: pathlib.Path) -> 
     out.write(f"| {method} | " + " | ".join(cells) + " |\n")
   out.write(
     "\nPerformance: per seed, the final returns normalised by SAC-N's and averaged over the "
-    "domain's tasks and scenarios; ± is the std over seeds.\n\n## Per scenario\n\n"
+    "domain's tasks and scenarios; ± is the std over seeds. n/a: no SAC-N reference at these "
+    "settings, or SAC-N's return is not positive on some task (normalising is then undefined)."
+    "\n\n## Per scenario\n\nForgetting and forward transfer are normalised by SAC-N; final "
+    "return and raw forgetting are in returns.\n\n"
   )
   header = [
     "scenario",
@@ -129,6 +132,7 @@ def build_tables(results: list[dict[str, Any]], reference_dir: pathlib.Path) -> 
     "forgetting",
     "forward transfer",
     "final return",
+    "raw forgetting",
     "model size",
     "seeds",
     "budget",
@@ -147,6 +151,7 @@ def build_tables(results: list[dict[str, Any]], reference_dir: pathlib.Path) -> 
       _mean_std(summary.forgetting),
       _mean_std(summary.forward_transfer),
       _mean_std(summary.final_return, 1),
+      _mean_std(summary.raw_forgetting, 1),
       f"{summary.model_size:.2f}",
       str(len(result["seeds"])),
       f"{float(result['budget']):g}",

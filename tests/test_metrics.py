@@ -42,15 +42,16 @@ def test_forward_transfer_by_hand():
     metrics.forward_transfer(curves, ref_curves[:, :1], REF)
 
 
-def test_seeds_are_independent_and_nonpositive_references_are_skipped():
+def test_seeds_are_independent_and_nonpositive_references_make_normalised_metrics_undefined():
   two = np.concatenate([R, 2 * R])
   np.testing.assert_allclose(
     metrics.average_performance(two, REF), [(0.4 + 0.75 + 1.0) / 3, 2 * (0.4 + 0.75 + 1.0) / 3]
   )
   ref = np.array([100.0, -5.0, 300.0])
-  np.testing.assert_allclose(metrics.average_performance(R, ref), [(0.4 + 1.0) / 2])
   summary = metrics.summarize(R, np.zeros((1, 3, 0)), 10, 10, ref)
-  assert any("skipped" in note for note in summary.notes)
+  assert np.isnan(summary.performance).all() and np.isnan(summary.forgetting).all()
+  np.testing.assert_allclose(summary.raw_forgetting, [55.0])
+  assert any("not positive on tasks [1]" in note for note in summary.notes)
 
 
 def test_model_sizes():
@@ -58,10 +59,18 @@ def test_model_sizes():
   assert metrics.model_size(8 * 139_532, 139_532) == 8.0
 
 
+def test_summary_with_a_reference():
+  summary = metrics.summarize(R, np.zeros((1, 3, 0)), 20, 10, REF)
+  np.testing.assert_allclose(summary.forgetting, [(0.6 + 0.25) / 2])
+  np.testing.assert_allclose(summary.performance, [(0.4 + 0.75 + 1.0) / 3])
+  assert summary.notes == ()
+
+
 def test_summary_without_reference_keeps_raw_metrics():
   summary = metrics.summarize(R, np.zeros((1, 3, 0)), 20, 10)
   assert np.isnan(summary.performance).all() and np.isnan(summary.forward_transfer).all()
-  np.testing.assert_allclose(summary.forgetting, [55.0])
+  assert np.isnan(summary.forgetting).all()
+  np.testing.assert_allclose(summary.raw_forgetting, [55.0])
   np.testing.assert_allclose(summary.final_return, [(40 + 150 + 300) / 3])
   assert summary.model_size == 2.0
 
