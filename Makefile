@@ -24,7 +24,8 @@ demo-permutation: install
 	$(PY) experiments/permutation_recovery.py
 
 # The paper's Brax table: scenarios x methods x seeds (seeds vmapped in one job per pair).
-# Empty SCENARIOS / METHODS mean all; BUDGET is the fraction of the paper's 1 M steps a task.
+# Empty SCENARIOS / METHODS mean all; BUDGET is the fraction of the paper's 1 M steps a task;
+# PRESET=paper|reference picks the rewiring settings (SPEC defaults or the reference code's).
 # Example for 2 CPU cores: make reproduce-brax SCENARIOS=halfcheetah/forgetting METHODS="ft_1 sac_n" SEEDS=3 BUDGET=0.02 BACKEND=spring
 SCENARIOS ?=
 METHODS ?=
@@ -34,11 +35,12 @@ BACKEND ?= mjx
 RESULTS ?= results
 NUM_ENVS ?=
 EVAL_ENVS ?=
+PRESET ?= paper
 reproduce-brax: install
 	$(PY) experiments/reproduce_brax.py $(if $(strip $(SCENARIOS)),--scenarios $(SCENARIOS)) \
 	  $(if $(strip $(METHODS)),--methods $(METHODS)) --seeds $(SEEDS) --budget $(BUDGET) \
 	  --backend $(BACKEND) --out $(RESULTS) $(if $(NUM_ENVS),--num-envs $(NUM_ENVS)) \
-	  $(if $(EVAL_ENVS),--eval-envs $(EVAL_ENVS))
+	  $(if $(EVAL_ENVS),--eval-envs $(EVAL_ENVS)) --preset $(PRESET)
 
 # Rebuild tables and plots from the result files alone.
 report: install
