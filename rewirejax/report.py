@@ -15,6 +15,7 @@ import dataclasses
 import io
 import json
 import pathlib
+import warnings
 from collections import defaultdict
 from typing import Any
 
@@ -177,7 +178,8 @@ def _seedwise_mean(per_scenario: list[np.ndarray]) -> np.ndarray:
   """Per-seed mean over scenarios when they ran the same seeds, else all values pooled."""
   lengths = {len(x) for x in per_scenario}
   if len(lengths) == 1:
-    with np.errstate(all="ignore"):
+    with warnings.catch_warnings():
+      warnings.simplefilter("ignore", RuntimeWarning)  # All-NaN seeds stay NaN.
       return np.nanmean(np.stack(per_scenario), axis=0)
   return np.concatenate(per_scenario)
 
