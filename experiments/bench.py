@@ -77,6 +77,23 @@ def bench_layers(width: int = 256, batch: int = 256) -> dict[str, float]:
   return results
 
 
+def _filled_replay(obs_size: int, act_size: int, capacity: int):
+  """A full replay buffer of random transitions (the bare-update benchmarks sample from it)."""
+  from rewirejax import replay as replay_lib
+  from rewirejax.types import Transition
+
+  keys = jax.random.split(jax.random.key(1), 4)
+  data = Transition(
+    jax.random.normal(keys[0], (capacity, obs_size)),
+    jax.random.uniform(keys[1], (capacity, act_size), minval=-1, maxval=1),
+    jax.random.normal(keys[2], (capacity,)),
+    jax.random.normal(keys[3], (capacity, obs_size)),
+    jnp.zeros(capacity),
+    jnp.zeros(capacity),
+  )
+  return replay_lib.ReplayState(data, jnp.int32(0), jnp.int32(capacity))
+
+
 def bench_sac_update(num_updates: int = 64) -> dict[str, float]:
   """Bare fused SAC update (no env) at HalfCheetah sizes: obs 17, act 6, batch 256, 3 x 256.
 
@@ -84,12 +101,10 @@ def bench_sac_update(num_updates: int = 64) -> dict[str, float]:
   scanned in one jit, sampling from a filled replay buffer. Anchors on this 2-core CPU
   (issue 3): PyTorch eager 99 updates/s, one jitted JAX update 245/s, 64 scanned 279/s.
   """
-  from rewirejax import replay as replay_lib
   from rewirejax import sac
   from rewirejax.config import SACConfig
   from rewirejax.methods.base import _mask_grads, _penalty
   from rewirejax.networks import init_agent_params, make_sac_networks
-  from rewirejax.types import Transition
 
   obs_size, act_size, capacity = 17, 6, 100_000
   cfg = SACConfig()
@@ -99,16 +114,7 @@ def bench_sac_update(num_updates: int = 64) -> dict[str, float]:
     params = init_agent_params(nets, jax.random.key(0), obs_size, act_size, 2.0)
     optimizers = sac.make_optimizers(cfg)
     learner = sac.init_learner(params, optimizers)
-    keys = jax.random.split(jax.random.key(1), 4)
-    data = Transition(
-      jax.random.normal(keys[0], (capacity, obs_size)),
-      jax.random.uniform(keys[1], (capacity, act_size), minval=-1, maxval=1),
-      jax.random.normal(keys[2], (capacity,)),
-      jax.random.normal(keys[3], (capacity, obs_size)),
-      jnp.zeros(capacity),
-      jnp.zeros(capacity),
-    )
-    replay = replay_lib.ReplayState(data, jnp.int32(0), jnp.int32(capacity))
+    replay = _filled_replay(obs_size, act_size, capacity)
     update_group = sac.make_update_group(
       sac.make_losses(nets, cfg, act_size), optimizers, cfg, _penalty, _mask_grads
     )
@@ -138,25 +144,14 @@ def bench_rewire_update(num_updates: int = 32) -> dict[str, float]:
   one random mode per update (``mode_update="sample"``) or all K = 3 modes vmapped (``"all"``),
   the alignment penalty active (as from the second task on). Targets on CPU: sample <= 1.25x
   FT-1, all <= 1.8x sample."""
-  from rewirejax import replay as replay_lib
   from rewirejax import sac
   from rewirejax.config import RunConfig
   from rewirejax.methods import make_method
   from rewirejax.networks import init_agent_params
-  from rewirejax.types import Transition
 
   obs_size, act_size, capacity = 17, 6, 50_000
   cfg = RunConfig(max_tasks=8)
-  keys = jax.random.split(jax.random.key(1), 4)
-  data = Transition(
-    jax.random.normal(keys[0], (capacity, obs_size)),
-    jax.random.uniform(keys[1], (capacity, act_size), minval=-1, maxval=1),
-    jax.random.normal(keys[2], (capacity,)),
-    jax.random.normal(keys[3], (capacity, obs_size)),
-    jnp.zeros(capacity),
-    jnp.zeros(capacity),
-  )
-  replay = replay_lib.ReplayState(data, jnp.int32(0), jnp.int32(capacity))
+  replay = _filled_replay(obs_size, act_size, capacity)
   variants = {
     "FT-1 (Dense)": ("ft_1", {}),
     "Rewire, sample (1 of K=3)": ("rewire", {"mode_update": "sample"}),
