@@ -352,3 +352,23 @@ def test_reference_preset_turns_on_the_reference_stochasticity():
   state, _ = jax.jit(trainer.warmup)(state, jnp.int32(0))
   state, metrics = jax.jit(trainer.train_chunk)(state, jnp.int32(0))
   assert np.isfinite(float(metrics["actor/loss"]))
+
+
+def test_a_repeated_task_in_training_is_evaluated_with_the_current_scores():
+  """With task slots, task 2 reuses task 0's slot: while task 2 trains, its evaluation uses the
+  scores being trained; task 0's own evaluation still uses the cached wiring."""
+  method = make_method("rewire", CFG, task_slots=2, rollback_if_worse=False)
+  nets = method.make_networks(OBS, ACT, CFG)
+  params = base.networks_lib.init_agent_params(nets, jax.random.key(0), OBS, ACT, 1.0)
+  state = method.init(jax.random.key(1), params)
+  tools = _FakeTools()
+  params, state = method.begin_task(params, state, jnp.int32(0), jax.random.key(2), tools)
+  params, state, _ = method.end_task(params, state, None, jnp.int32(0), jax.random.key(3), tools)
+  params, state = method.begin_task(params, state, jnp.int32(2), jax.random.key(4), tools)
+  moved = rw.with_wirings(
+    params.actor, jnp.stack([_random_order(jax.random.key(i)) for i in range(3)])
+  )
+  params = params._replace(actor=moved)
+  chex.assert_trees_all_equal(method.eval_params(params, state, jnp.int32(2)), moved)
+  cached = method.eval_params(params, state, jnp.int32(0))
+  np.testing.assert_array_equal(rw.mode_wirings(cached, 0), state.wirings[0])

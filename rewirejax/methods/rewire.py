@@ -59,6 +59,8 @@ class RewireState(NamedTuple):
     mode_returns: float32 [K] each mode's return at the end of the last task.
     chosen_mode: int32, the mode kept at the end of the last task (-1: rolled back).
     coefs: the traced ``RewireCoefs`` (initialised from the config).
+    training_task: int32, the task being trained (-1 between tasks): evaluated with the
+      current scores, not its slot's cached wiring (a repeat's slot holds an older one).
   """
 
   wirings: Array
@@ -70,6 +72,7 @@ class RewireState(NamedTuple):
   mode_returns: Array
   chosen_mode: Array
   coefs: RewireCoefs
+  training_task: Array
 
 
 # ---------------------------------------------------------------------------------------------
@@ -243,6 +246,7 @@ def make_rewire(max_tasks: int, rc: RewireConfig = RewireConfig(), name: str = "
       mode_returns=jnp.zeros(num_modes),
       chosen_mode=jnp.int32(0),
       coefs=default_coefs,
+      training_task=jnp.int32(-1),
     )
 
   def begin_task(params, state, task_id, key, tools):
@@ -256,7 +260,10 @@ def make_rewire(max_tasks: int, rc: RewireConfig = RewireConfig(), name: str = "
     if rc.rollback_if_worse:
       start_return = tools.evaluate(actor, task_id, key)
     state = state._replace(
-      start_head=_head(actor, task_id), start_wiring=start_wiring, start_return=start_return
+      start_head=_head(actor, task_id),
+      start_wiring=start_wiring,
+      start_return=start_return,
+      training_task=jnp.asarray(task_id, jnp.int32),
     )
     return params._replace(actor=actor), state
 
@@ -351,14 +358,16 @@ def make_rewire(max_tasks: int, rc: RewireConfig = RewireConfig(), name: str = "
       anchor=hidden_weights(actor),
       mode_returns=mode_returns,
       chosen_mode=jnp.where(rolled_back, -1, best).astype(jnp.int32),
+      training_task=jnp.int32(-1),
     )
     metrics = {"rewire/mode_returns": mode_returns, "rewire/rolled_back": rolled_back}
     return params._replace(actor=actor), state, metrics
 
   def eval_params(params, state, task_id):
     slot = task_id % num_slots
+    use_cache = state.cached[slot] & (task_id != state.training_task)
     cached = with_wirings(params.actor, state.wirings[slot])
-    return jax.tree.map(lambda c, a: jnp.where(state.cached[slot], c, a), cached, params.actor)
+    return jax.tree.map(lambda c, a: jnp.where(use_cache, c, a), cached, params.actor)
 
   def policy_size(actor_params, state, num_tasks):
     """The paper's count: the actor (hidden weights, K score rows, adapters, the heads used),
