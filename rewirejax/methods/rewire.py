@@ -99,24 +99,26 @@ def mode_wirings(actor_params: Params, mode: Array | int) -> Array:
   )
 
 
+def _with_score_rows(actor_params: Params, rows: list[Array]) -> Params:
+  """Every mode of hidden layer l set to the score vector ``rows[l]``."""
+  params = actor_params["params"]
+  fields = {
+    name: {"scores": jnp.broadcast_to(row, params[name]["scores"].shape)}
+    for name, row in zip(_hidden_names(actor_params), rows, strict=True)
+  }
+  return _replace_layers(actor_params, fields)
+
+
 def with_wirings(actor_params: Params, wirings: Array) -> Params:
   """Every mode's scores set to ``scores_of(wirings[l])``: mode 0 (any mode) acts with them."""
-  params = actor_params["params"]
-  fields = {}
-  for l, name in enumerate(_hidden_names(actor_params)):
-    scores = params[name]["scores"]
-    fields[name] = {"scores": jnp.broadcast_to(layers.scores_of(wirings[l]), scores.shape)}
-  return _replace_layers(actor_params, fields)
+  return _with_score_rows(actor_params, list(layers.scores_of(wirings)))
 
 
 def select_mode(actor_params: Params, mode: Array | int) -> Params:
   """Every score row set to row ``mode`` (mode 0 then acts as ``mode``)."""
   params = actor_params["params"]
-  fields = {
-    n: {"scores": jnp.broadcast_to(params[n]["scores"][mode], params[n]["scores"].shape)}
-    for n in _hidden_names(actor_params)
-  }
-  return _replace_layers(actor_params, fields)
+  rows = [params[name]["scores"][mode] for name in _hidden_names(actor_params)]
+  return _with_score_rows(actor_params, rows)
 
 
 def hidden_weights(actor_params: Params) -> Params:
@@ -155,17 +157,10 @@ def refine_wirings(wirings: Array, out_orders: Array, in_orders: Array) -> Array
     out_orders: int32 [L, width] the output adapters' orders o_l.
     in_orders: int32 [L, width] the input adapters' orders i_l (row 0 unused).
   """
-  num_layers, width = out_orders.shape
+  width = out_orders.shape[-1]
   next_in = jnp.concatenate([in_orders[1:], jnp.arange(width, dtype=jnp.int32)[None]])
-  inverse_out = jax.vmap(layers.invert)(out_orders)
-
-  def refine(w):  # [L, width]
-    return jax.vmap(lambda inv, wl, nxt: layers.compose(layers.compose(inv, wl), nxt))(
-      inverse_out, w, next_in
-    )
-
-  flat = wirings.reshape(-1, num_layers, width)
-  return jax.vmap(refine)(flat).reshape(wirings.shape)
+  # The wiring helpers act on the last axis and broadcast the leading [..., L] ones.
+  return layers.compose(layers.compose(layers.invert(out_orders), wirings), next_in)
 
 
 def alignment_loss(actor_params: Params, anchor: Params, tau: float, align: bool) -> Array:
