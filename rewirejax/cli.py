@@ -24,7 +24,10 @@ def preset_names() -> list[str]:
 def load_preset(name_or_path: str, **options) -> RunConfig:
   """``get_config()`` of ``experiments/configs/<name>.py`` or of a given ``.py`` file, passed
   those ``options`` (e.g. ``scenario``) that its ``get_config`` accepts."""
-  module = _preset_module(name_or_path)
+  return _get_config(_preset_module(name_or_path), **options)
+
+
+def _get_config(module, **options) -> RunConfig:
   accepted = inspect.signature(module.get_config).parameters
   return module.get_config(**{k: v for k, v in options.items() if k in accepted and v is not None})
 
@@ -105,8 +108,8 @@ def sweep_command(args: argparse.Namespace) -> int:
     raise ValueError(f"--seeds must be >= 1, got {args.seeds}.")
   scenario = get_scenario(args.scenario)
   module = _preset_module(args.preset)
-  cfg = load_preset(
-    args.preset,
+  cfg = _get_config(
+    module,
     scenario=args.scenario,
     method=args.method,
     budget=args.budget,

@@ -48,15 +48,20 @@ def load_results(results_dir: pathlib.Path) -> list[dict[str, Any]]:
   return results
 
 
-def summarize_result(result: dict[str, Any], reference_dir: pathlib.Path) -> metrics.Summary:
-  """Metrics of one result, normalised when a matching SAC-N reference exists."""
-  reference, reference_curves = None, None
+def _matching_reference(result: dict[str, Any], reference_dir: pathlib.Path) -> dict | None:
+  """The SAC-N reference made at the result's scenario, backend and budget, if any."""
   try:
-    ref = refs.load_reference(
+    return refs.load_reference(
       reference_dir, result["scenario"], result["backend"], float(result["budget"])
     )
   except ValueError:
-    ref = None
+    return None
+
+
+def summarize_result(result: dict[str, Any], reference_dir: pathlib.Path) -> metrics.Summary:
+  """Metrics of one result, normalised when a matching SAC-N reference exists."""
+  reference, reference_curves = None, None
+  ref = _matching_reference(result, reference_dir)
   notes = []
   if ref is not None:
     if ref.get("num_envs") != result["config"]["sac"]["num_envs"]:
@@ -216,14 +221,10 @@ def plot_result(result: dict[str, Any], reference_dir: pathlib.Path, out_dir: pa
 
   returns = np.nanmean(np.asarray(result["returns"], dtype=float), axis=0)  # [T, T]
   label = "mean return"
-  try:
-    ref = refs.load_reference(
-      reference_dir, result["scenario"], result["backend"], float(result["budget"])
-    )
+  ref = _matching_reference(result, reference_dir)
+  if ref is not None:
     returns = metrics.normalize(returns, np.asarray(ref["final_returns"], dtype=float))
     label = "return / SAC-N"
-  except ValueError:
-    pass
   fig, ax = plt.subplots(figsize=(5, 4.2))
   image = ax.imshow(returns, cmap="viridis")
   ax.set(xlabel="evaluated on task", ylabel="after training task", title=f"R: {method}")

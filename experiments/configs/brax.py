@@ -99,17 +99,18 @@ def get_config(
     # one would only cost memory and checkpoint time (1.28 M transitions are ~0.2 GiB a seed).
     replay_capacity=min(sac.replay_capacity, _round_up(steps, sac.num_envs)),
   )
-  train_epochs = max(steps // sac.num_envs - -(-sac.warmup_transitions // sac.num_envs), 1)
-  return RunConfig(
+  cfg = RunConfig(
     env_name=spec.env_name,
     backend=backend,
     steps_per_task=steps,
     max_tasks=len(spec.tasks),
-    epochs_per_chunk=min(100, math.ceil(train_epochs / CURVE_POINTS[budget == 1.0])),
     num_eval_envs=eval_envs,
     num_eval_rollouts=eval_rollouts,
     sac=sac,
   )
+  train_epochs = max(cfg.train_epochs, 1)
+  chunk = min(100, math.ceil(train_epochs / CURVE_POINTS[budget == 1.0]))
+  return dataclasses.replace(cfg, epochs_per_chunk=chunk)
 
 
 def eval_every_chunks(cfg: RunConfig, budget: float) -> int:
