@@ -48,7 +48,7 @@ def _settings(cfg, scenario, method, budget, seeds, options, preset) -> dict:
     "seeds": seeds,
     "config": logs.to_jsonable(cfg),
     "method_options": options,
-    "method_preset": preset if options else None,
+    "method_preset": preset if method.startswith("rewire") else None,
   }
 
 
@@ -66,7 +66,7 @@ def run_pair(
 ) -> dict:
   """Trains one (scenario, method) with all seeds vmapped; returns the result payload."""
   cfg = brax_configs.get_config(scenario, method_name, budget, backend, num_envs, num_eval_envs)
-  options = brax_configs.method_options(scenario, method_name, preset)
+  options = brax_configs.method_options(scenario, method_name, preset, budget)
   settings = _settings(cfg, scenario, method_name, budget, seeds, options, preset)
   result_path = out / scenario / f"{method_name}.json"
   if result_path.exists():

@@ -119,7 +119,7 @@ def sweep_command(args: argparse.Namespace) -> int:
   )
   options = {}
   if hasattr(module, "method_options"):
-    options = module.method_options(args.scenario, args.method, args.rewire_preset)
+    options = module.method_options(args.scenario, args.method, args.rewire_preset, args.budget)
   method = make_method(args.method, cfg, **options)
   env = make_scenario_env(scenario, cfg.backend)
   out = args.out / args.scenario

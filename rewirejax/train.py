@@ -93,10 +93,21 @@ def make_trainer(cfg: RunConfig, env: TaskEnv, method: Method) -> Trainer:
       networks, key, env.observation_size, env.action_size, sac_cfg.init_temperature
     )
 
+  def finetune(params, method_state, replay, task_id, key, num_updates: int) -> AgentParams:
+    """``num_updates`` SAC updates on ``replay`` with fresh Adam states (``TrainerTools``)."""
+    num_groups = max(num_updates // sac_cfg.policy_update_delay, 0)
+    learner, _ = jax.lax.scan(
+      lambda learner, k: update_group(learner, replay, method_state, task_id, k),
+      sac.init_learner(params, optimizers),
+      jax.random.split(key, num_groups),
+    )
+    return learner.params
+
   tools = TrainerTools(
     networks=networks,
     init_actor=lambda key: init_params(key).actor,
     evaluate=evaluate_actor,
+    finetune=finetune,
   )
 
   def init(key: PRNGKey) -> TrainState:
@@ -241,8 +252,11 @@ def make_trainer(cfg: RunConfig, env: TaskEnv, method: Method) -> Trainer:
 
 def _copy_previous_head(actor: Params, task_id: TaskId) -> Params:
   """SPEC §3: a task's head slot, on its first use, starts as a copy of the previous task's
-  head; task 0 and slots seen before keep theirs (a single shared head is left as it is)."""
+  head; task 0 and slots seen before keep theirs (a single shared head is left as it is; an
+  actor without ``head_kernel``, such as PNN's columns, is returned unchanged)."""
   params = actor["params"]
+  if "head_kernel" not in params:
+    return actor
   num_heads = params["head_kernel"].shape[0]
   slot, previous = head_slot(task_id, num_heads), head_slot(task_id - 1, num_heads)
   first_use = (task_id > 0) & (task_id < num_heads)

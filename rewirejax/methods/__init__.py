@@ -1,7 +1,9 @@
 """Continual-learning methods as plug-ins of the one trainer (see base.Method).
 
 ``METHODS`` maps a name to a factory ``(run_config, **options) -> Method``; ``make_method``
-looks one up (options: a method's settings, e.g. ``RewireConfig`` fields for ``rewire``).
+looks one up (options: a method's settings, e.g. ``RewireConfig`` fields for ``rewire``, ``coef``
+for ``ft_l2`` and ``ewc``, ``finetune_updates`` for ``packnet``; per-scenario values come from
+``experiments/configs/brax.py``).
 """
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ from collections.abc import Callable
 from rewirejax.config import RewireConfig, RunConfig
 from rewirejax.methods.base import Method, TrainerTools, fine_tuning
 from rewirejax.methods.finetune import make_ft_n, make_sac_n
+from rewirejax.methods.packnet import make_packnet
+from rewirejax.methods.pnn import make_pnn
+from rewirejax.methods.regularized import make_ewc, make_ft_l2
 from rewirejax.methods.rewire import make_rewire
 
 # The paper's Table 3 ladder: rewire without its parts (their options win over the caller's).
@@ -33,6 +38,10 @@ METHODS: dict[str, Callable[..., Method]] = {
   "ft_1": lambda cfg: fine_tuning(),
   "ft_n": lambda cfg: make_ft_n(cfg.max_tasks),
   "sac_n": lambda cfg: make_sac_n(cfg.max_tasks),
+  "ft_l2": lambda cfg, coef=1.0: make_ft_l2(coef),
+  "ewc": lambda cfg, coef=1.0, fisher_samples=1024: make_ewc(coef, fisher_samples),
+  "packnet": lambda cfg, **options: make_packnet(cfg.max_tasks, **options),
+  "pnn": lambda cfg, **options: make_pnn(cfg.max_tasks, **options),
   "rewire": _rewire("rewire", {}),
   **{name: _rewire(name, ablation) for name, ablation in REWIRE_ABLATIONS.items()},
 }

@@ -31,11 +31,15 @@ class TrainerTools(NamedTuple):
     init_actor: key -> fresh actor params (SAC-N's new policy per task).
     evaluate: (actor_params, task_id, key) -> mean deterministic return on ``task_id``, with the
       run's evaluation settings (mode selection, alpha search).
+    finetune: (agent_params, method_state, replay, task_id, key, num_updates) -> agent_params
+      after ``num_updates`` more SAC updates (critic steps; fresh Adam states) on ``replay``,
+      through the method's own penalty and gradient mask (PackNet's retraining after pruning).
   """
 
   networks: networks_lib.SACNetworks
   init_actor: Callable[[PRNGKey], Params]
   evaluate: Callable[[Params, TaskId, PRNGKey], Array]
+  finetune: Callable[..., networks_lib.AgentParams]
 
 
 class Method(NamedTuple):

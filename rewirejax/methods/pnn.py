@@ -1,0 +1,134 @@
+"""Progressive neural networks (Rusu et al. 2016; implementation notes §7): a column per task.
+
+``num_columns`` columns of ``len(hidden_sizes)`` hidden layers (width 96 in the paper) are
+preallocated, and task ``t`` acts with column ``t % num_columns`` (a traced index: every task
+shares one compile). Column ``k`` sees the previous layer of every earlier column through a
+lateral adapter at each layer after the first, the output layer included:
+
+    h_k^l = LeakyReLU(W_k^l h_k^{l-1} + b_k^l + U_k^l a_k^l),
+    a_k^l = LeakyReLU(sum_{j<k} V_kj^l alpha_kj^l h_j^{l-1})
+
+(``sum_j V_kj h_j`` is Rusu's ``V [h_0; ...; h_{k-1}]`` written by blocks; ``alpha`` a learned
+scalar per pair, V without bias). All columns are computed in one batched forward (pair
+parameters stacked over the ``num_columns (num_columns - 1) / 2`` pairs ``j < k``). While task
+``t`` trains, ``mask_grads`` zeroes the gradients of every other column and of the adapters
+into it, so earlier columns stay bit-identical. Model size: the parameters of the columns used.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import linen as nn
+
+from rewirejax import networks as networks_lib
+from rewirejax.methods import base
+from rewirejax.networks import LEAKY_SLOPE, LOG_STD_MAX, LOG_STD_MIN
+from rewirejax.types import Array
+
+PNN_WIDTH = 96  # The reference's column width.
+
+
+def column_pairs(num_columns: int) -> tuple[np.ndarray, np.ndarray]:
+  """The lateral pairs (k, j), j < k, as two int arrays [num_columns (num_columns - 1) / 2]."""
+  k, j = np.tril_indices(num_columns, -1)
+  return k.astype(np.int32), j.astype(np.int32)
+
+
+def _init_per_column(fan_in_axis: int):
+  """U(+-1/sqrt(fan_in)) (PyTorch's Linear) for kernels stacked over a leading axis."""
+  return nn.initializers.variance_scaling(
+    1.0 / 3.0, "fan_in", "uniform", in_axis=fan_in_axis, out_axis=-1, batch_axis=(0,)
+  )
+
+
+class ProgressiveActor(nn.Module):
+  """``(obs, task_id) -> (mu, log_std)`` of column ``task_id % num_columns``.
+
+  Same call signature as ``networks.Actor`` (``mode``, ``wirings``, ``tau``, ``train`` and
+  ``noisy_wiring`` are accepted and ignored), so the SAC losses and the evaluation use it as is.
+
+  Parameters (C columns, P = C (C - 1) / 2 pairs, layer l, the output layer last):
+    ``kernel_l`` [C, n_{l-1}, n_l], ``bias_l`` [C, n_l]; for l >= 1 ``lateral_alpha_l`` [P],
+    ``lateral_v_l`` [P, n_{l-1}, n_{l-1}], ``lateral_u_l`` [C, n_{l-1}, n_l].
+  """
+
+  action_size: int
+  num_columns: int
+  hidden_sizes: tuple[int, ...] = (PNN_WIDTH,) * 3
+
+  @nn.compact
+  def __call__(
+    self,
+    obs: Array,
+    task_id: Array,
+    mode=0,
+    wirings=None,
+    tau=None,
+    train=False,
+    noisy_wiring=False,
+  ) -> tuple[Array, Array]:
+    del mode, wirings, tau, train, noisy_wiring
+    pair_k, pair_j = column_pairs(self.num_columns)
+    pair_to_column = jax.nn.one_hot(pair_k, self.num_columns, axis=0)  # [C, P]
+    sizes = (*self.hidden_sizes, 2 * self.action_size)
+    h = jnp.broadcast_to(obs, (self.num_columns, *obs.shape))  # [C, ..., n_0]
+    for l, width in enumerate(sizes):
+      n_in, columns = h.shape[-1], self.num_columns
+      kernel = self.param(f"kernel_{l}", _init_per_column(-2), (columns, n_in, width))
+      bias = self.param(f"bias_{l}", nn.initializers.zeros_init(), (columns, width))
+      out = jnp.einsum("c...i,cio->c...o", h, kernel) + bias.reshape(
+        columns, *[1] * (h.ndim - 2), width
+      )
+      if l > 0 and len(pair_k):
+        alpha = self.param(f"lateral_alpha_{l}", nn.initializers.ones_init(), (len(pair_k),))
+        v = self.param(f"lateral_v_{l}", _init_per_column(-2), (len(pair_k), n_in, n_in))
+        u = self.param(f"lateral_u_{l}", _init_per_column(-2), (columns, n_in, width))
+        scaled = h[pair_j] * alpha.reshape(-1, *[1] * (h.ndim - 1))  # [P, ..., n_in]
+        projected = jnp.einsum("p...i,pir->p...r", scaled, v)
+        into_column = jnp.einsum("cp,p...r->c...r", pair_to_column, projected)
+        out = out + jnp.einsum("c...r,cro->c...o", nn.leaky_relu(into_column, LEAKY_SLOPE), u)
+      h = nn.leaky_relu(out, LEAKY_SLOPE) if l < len(sizes) - 1 else out
+    mu, log_std = jnp.split(h[jnp.asarray(task_id) % self.num_columns], 2, axis=-1)
+    return mu, jnp.clip(log_std, LOG_STD_MIN, LOG_STD_MAX)
+
+
+def leaf_columns(name: str, num_columns: int) -> np.ndarray:
+  """The column each slice of parameter ``name`` belongs to (along its leading axis)."""
+  pair_k, _ = column_pairs(num_columns)
+  return pair_k if name.startswith(("lateral_alpha", "lateral_v")) else np.arange(num_columns)
+
+
+def make_pnn(max_tasks: int, width: int = PNN_WIDTH) -> base.Method:
+  """PNN with ``max_tasks`` preallocated columns of ``width`` units per hidden layer."""
+
+  def make_networks(observation_size, action_size, cfg):
+    del observation_size
+    depth = len(cfg.sac.hidden_sizes)
+    actor = ProgressiveActor(action_size, max_tasks, (width,) * depth)
+    return networks_lib.SACNetworks(actor, networks_lib.TwinCritic(cfg.sac.hidden_sizes))
+
+  def mask_grads(grads, state, task_id):
+    del state
+    column = jnp.asarray(task_id) % max_tasks
+
+    def mask(name, g):
+      trainable = jnp.asarray(leaf_columns(name, max_tasks)) == column
+      return g * trainable.reshape(-1, *[1] * (g.ndim - 1)).astype(g.dtype)
+
+    return {**grads, "params": {name: mask(name, g) for name, g in grads["params"].items()}}
+
+  def policy_size(actor_params, state, num_tasks):
+    del state
+    used = min(max(num_tasks, 1), max_tasks)
+    total = 0
+    for name, leaf in actor_params["params"].items():
+      columns = leaf_columns(name, max_tasks)
+      per_slice = int(np.prod(leaf.shape[1:], dtype=np.int64))
+      total += per_slice * int(np.sum(columns < used))
+    return total
+
+  return base.fine_tuning(
+    "pnn", make_networks=make_networks, mask_grads=mask_grads, policy_size=policy_size
+  )

@@ -1,0 +1,125 @@
+"""FT-L2 and EWC: one policy fine-tuned on every task, pulled toward the last task's weights.
+
+Both add ``coef * sum_j F_j (theta_j - theta*_j)^2`` to the actor loss (implementation notes §7),
+where ``theta*`` is the actor at the end of the previous task (every leaf, the head included) and
+``F`` the importance of each weight:
+
+- FT-L2: ``F = 1``. Model size 2 (the weights and their anchor).
+- EWC: ``F`` is the diagonal Fisher information of the pre-tanh Gaussian policy, averaged over
+  ``fisher_samples`` replay states of each finished task and summed over tasks. For
+  ``N(mu, diag sigma^2)`` it has the closed form (``estimate_fisher``)
+
+      F_j = E_s sum_i [(d mu_i / d theta_j)^2 + 2 (d sigma_i / d theta_j)^2] / sigma_i^2,
+
+  taken over all ``act_dim`` means and all ``act_dim`` standard deviations (the reference code
+  loops over the wrong halves of its output; that is not copied). Model size 3 (weights,
+  anchor, Fisher).
+
+No penalty is applied during the first task (there is no anchor yet).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from rewirejax import replay as replay_lib
+from rewirejax.methods import base
+from rewirejax.types import Array, Params
+
+FISHER_FLOOR = 1e-5  # The reference clamps the Fisher from below.
+SIGMA_SQUARED_EPS = 1e-6  # Added to sigma^2 in the denominator, as the reference does.
+
+
+class AnchorState(NamedTuple):
+  """What the quadratic pull remembers.
+
+  Attributes:
+    anchor: the actor at the end of the previous task (theta*).
+    importance: per-weight F, the actor's pytree (FT-L2: ones; EWC: the summed Fisher).
+    active: bool scalar, whether a task has finished (the pull is on).
+  """
+
+  anchor: Params
+  importance: Params
+  active: Array
+
+
+def quadratic_penalty(actor_params: Params, state: AnchorState, coef: float) -> Array:
+  """``coef * sum_j F_j (theta_j - theta*_j)^2`` over every leaf, 0 before the first task ends."""
+  terms = jax.tree.map(
+    lambda w, anchor, f: jnp.sum(f * (w - anchor) ** 2),
+    actor_params,
+    state.anchor,
+    state.importance,
+  )
+  return jnp.where(state.active, coef * sum(jax.tree.leaves(terms)), 0.0)
+
+
+def estimate_fisher(networks, actor_params: Params, obs: Array, task_id, chunk: int = 16) -> Params:
+  """The diagonal Fisher of the policy's pre-tanh Gaussian, averaged over ``obs`` [N, obs_dim].
+
+  Per state the Jacobians of ``mu`` and ``sigma`` [2 act_dim, ...] are taken by reverse mode
+  and weighted by ``1 / (sigma^2 + eps)`` and ``2 / (sigma^2 + eps)``; states go ``chunk`` at a
+  time, so memory is ``chunk x 2 act_dim x`` the actor's size. Floored at ``FISHER_FLOOR``.
+  """
+
+  def per_state(single_obs):
+    def mean_and_std(params):
+      mu, log_std = networks.actor.apply(params, single_obs, task_id)
+      return jnp.concatenate([mu, jnp.exp(log_std)])
+
+    outputs = mean_and_std(actor_params)
+    act_dim = outputs.shape[0] // 2
+    sigma_squared = outputs[act_dim:] ** 2 + SIGMA_SQUARED_EPS
+    weights = jnp.concatenate([1.0 / sigma_squared, 2.0 / sigma_squared])  # [2 act_dim]
+    jacobian = jax.jacrev(mean_and_std)(actor_params)  # Leaves [2 act_dim, *leaf.shape].
+    return jax.tree.map(lambda j: jnp.tensordot(weights, j**2, axes=1), jacobian)
+
+  per_state_fisher = jax.lax.map(per_state, obs, batch_size=chunk)
+  return jax.tree.map(lambda f: jnp.maximum(jnp.mean(f, axis=0), FISHER_FLOOR), per_state_fisher)
+
+
+def _anchored(name: str, coef: float, fisher_samples: int | None, copies: int) -> base.Method:
+  """The shared plug-in: ``fisher_samples=None`` is FT-L2 (F = 1), otherwise EWC."""
+
+  def init(key, params):
+    del key
+    zeros = jax.tree.map(jnp.zeros_like, params.actor)
+    return AnchorState(anchor=zeros, importance=zeros, active=jnp.bool_(False))
+
+  def penalty(actor_params, state, batch, task_id):
+    del batch, task_id
+    value = quadratic_penalty(actor_params, state, coef)
+    return value, {f"{name}/penalty": value}
+
+  def end_task(params, state, replay, task_id, key, tools):
+    if fisher_samples is None:
+      importance = jax.tree.map(jnp.ones_like, params.actor)
+    else:
+      obs = replay_lib.sample(replay, key, fisher_samples).obs
+      fisher = estimate_fisher(tools.networks, params.actor, obs, task_id)
+      importance = jax.tree.map(jnp.add, state.importance, fisher)
+    return params, AnchorState(params.actor, importance, jnp.bool_(True)), {}
+
+  def policy_size(actor_params, state, num_tasks):
+    del state
+    return copies * base.actor_size(actor_params, num_tasks)
+
+  return base.fine_tuning(
+    name, init=init, penalty=penalty, end_task=end_task, policy_size=policy_size
+  )
+
+
+def make_ft_l2(coef: float) -> base.Method:
+  """FT-L2: ``coef * ||theta - theta*||^2`` (summed over all actor weights)."""
+  return _anchored("ft_l2", coef, fisher_samples=None, copies=2)
+
+
+def make_ewc(coef: float, fisher_samples: int = 1024) -> base.Method:
+  """EWC: ``coef * sum_j F_j (theta_j - theta*_j)^2``, F summed over finished tasks."""
+  if fisher_samples < 1:
+    raise ValueError(f"fisher_samples must be >= 1, got {fisher_samples}.")
+  return _anchored("ewc", coef, fisher_samples=fisher_samples, copies=3)

@@ -1,0 +1,217 @@
+"""The baselines' math and invariants: FT-L2, EWC, PackNet, PNN (each against a slow reference)."""
+
+import dataclasses
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.flatten_util import ravel_pytree
+
+from rewirejax.config import RunConfig, SACConfig
+from rewirejax.envs.toy import TargetReachEnv
+from rewirejax.methods import METHODS, make_method, regularized
+from rewirejax.methods import packnet as packnet_lib
+from rewirejax.methods import pnn as pnn_lib
+from rewirejax.methods.base import ft_1_policy_size, make_mlp_networks
+from rewirejax.train import make_trainer, train_sequence
+
+CFG = RunConfig(
+  steps_per_task=8 * 40,
+  max_tasks=4,
+  epochs_per_chunk=4,
+  num_eval_envs=4,
+  num_eval_rollouts=1,
+  sac=SACConfig(
+    batch_size=16, num_envs=8, warmup_transitions=16, replay_capacity=400, hidden_sizes=(8, 8)
+  ),
+)
+OPTIONS = {"packnet": {"finetune_updates": 20}, "pnn": {"width": 6}}
+
+
+def _run_tasks(method, num_tasks, cfg=CFG):
+  """One chunk per task; returns the trainer, the final state and the state after each task."""
+  trainer = make_trainer(cfg, TargetReachEnv(num_tasks=4), method)
+  begin, warmup = jax.jit(trainer.begin_task), jax.jit(trainer.warmup)
+  chunk, end = jax.jit(trainer.train_chunk), jax.jit(trainer.end_task)
+  state = jax.jit(trainer.init)(jax.random.key(0))
+  after = []
+  for t in range(num_tasks):
+    task = jnp.int32(t)
+    state, _ = warmup(begin(state, task), task)
+    state, _ = end(chunk(state, task)[0], task)
+    after.append(state)
+  return trainer, state, after
+
+
+# ---------------------------------------------------------------------------------- FT-L2, EWC
+
+
+def test_quadratic_penalty_matches_a_sum_over_weights_and_is_off_before_an_anchor():
+  w = {"a": jnp.array([1.0, -2.0]), "b": jnp.array([[0.5]])}
+  anchor = {"a": jnp.array([0.0, 1.0]), "b": jnp.array([[0.5]])}
+  importance = {"a": jnp.array([2.0, 3.0]), "b": jnp.array([[7.0]])}
+  on = regularized.AnchorState(anchor, importance, jnp.bool_(True))
+  expected = 0.1 * (2.0 * 1.0 + 3.0 * 9.0 + 0.0)
+  np.testing.assert_allclose(regularized.quadratic_penalty(w, on, 0.1), expected, rtol=1e-6)
+  assert regularized.quadratic_penalty(anchor, on, 0.1) == 0.0  # Zero at the anchor.
+  assert regularized.quadratic_penalty(w, on._replace(active=jnp.bool_(False)), 0.1) == 0.0
+
+
+def test_ewc_fisher_equals_the_hessian_of_the_policy_kl():
+  """diag F = diag of d^2/dtheta'^2 KL(pi_theta || pi_theta') at theta' = theta (Gaussian
+  policy), taken here by autodiff on the flattened parameters, one state at a time."""
+  networks = make_mlp_networks(3, 2, dataclasses.replace(CFG, sac=SACConfig(hidden_sizes=(4,))))
+  params = networks.actor.init(jax.random.key(1), jnp.zeros((1, 3)), jnp.int32(0))
+  params = jax.tree.map(lambda x: x + 0.3 * jax.random.normal(jax.random.key(2), x.shape), params)
+  obs = jax.random.normal(jax.random.key(3), (5, 3))
+  flat, unravel = ravel_pytree(params)
+
+  def kl(flat_other, single_obs):
+    mu0, log_std0 = networks.actor.apply(params, single_obs, 0)
+    mu, log_std = networks.actor.apply(unravel(flat_other), single_obs, 0)
+    var0, var = jnp.exp(2 * log_std0), jnp.exp(2 * log_std)
+    return jnp.sum(log_std - log_std0 + (var0 + (mu0 - mu) ** 2) / (2 * var) - 0.5)
+
+  hessian = jax.jit(jax.hessian(kl))
+  hessian_diagonals = [np.diag(hessian(flat, o)) for o in obs]
+  reference = np.maximum(np.mean(hessian_diagonals, axis=0), regularized.FISHER_FLOOR)
+  fisher, _ = ravel_pytree(regularized.estimate_fisher(networks, params, obs, 0, chunk=2))
+  np.testing.assert_allclose(fisher, reference, rtol=1e-3, atol=1e-6)
+  assert np.all(fisher >= regularized.FISHER_FLOOR)
+
+
+@pytest.mark.parametrize("name", ["ft_l2", "ewc"])
+def test_anchor_is_the_last_tasks_policy_and_importance_accumulates(name):
+  method = make_method(name, CFG, coef=0.5)
+  _, state, after = _run_tasks(method, 2)
+  chex.assert_trees_all_equal(state.method_state.anchor, after[1].learner.params.actor)
+  first = after[0].method_state.importance
+  second = state.method_state.importance
+  if name == "ft_l2":
+    assert all(np.all(x == 1.0) for x in jax.tree.leaves(second))
+  else:  # EWC sums the Fishers: task 2's adds a positive amount to every weight.
+    gains = jax.tree.map(lambda a, b: np.min(np.asarray(b - a)), first, second)
+    assert min(jax.tree.leaves(gains)) >= regularized.FISHER_FLOOR * 0.99
+  penalty, metrics = method.penalty(state.learner.params.actor, state.method_state, None, 0)
+  assert penalty == 0.0 and f"{name}/penalty" in metrics  # At the anchor right after the task.
+
+
+# ------------------------------------------------------------------------------------ PackNet
+
+
+def test_prune_keeps_the_top_fraction_of_free_weights_by_magnitude():
+  rng = np.random.default_rng(0)
+  weights = rng.normal(size=(6, 7)).astype(np.float32)
+  owner = np.where(rng.random((6, 7)) < 0.3, 0, packnet_lib.FREE).astype(np.int32)
+  new_owner = np.asarray(packnet_lib.prune_free_weights(weights, owner, 1, 0.25))
+  free = np.flatnonzero(owner == packnet_lib.FREE)
+  keep = int(np.ceil(0.25 * free.size))
+  expected = owner.copy().ravel()
+  expected[free[np.argsort(-np.abs(weights.ravel()[free]), kind="stable")[:keep]]] = 1
+  np.testing.assert_array_equal(new_owner.ravel(), expected)
+
+
+def test_packnet_freezes_earlier_weights_partitions_and_evaluates_with_owned_weights_only():
+  method = make_method("packnet", CFG, **OPTIONS["packnet"])
+  _, state, after = _run_tasks(method, 3)
+  owners = state.method_state.owner
+  for t in range(3):
+    actor_t = after[t].learner.params.actor
+    for s in range(t, 3):  # Weights task t owns are bit-identical after every later task.
+      later = after[s].learner.params.actor
+      jax.tree.map(
+        lambda o, a, b, t=t: np.testing.assert_array_equal(
+          np.where(o == t, a, 0), np.where(o == t, b, 0)
+        ),
+        owners,
+        actor_t,
+        later,
+      )
+  # A partition: every weight has exactly one owner among FREE, 0, 1, 2; each task owns some.
+  values = np.concatenate([np.ravel(o) for o in jax.tree.leaves(owners)])
+  assert set(np.unique(values)) <= {packnet_lib.FREE, 0, 1, 2}
+  assert all(np.any(values == t) for t in range(3))
+  # Each task keeps ceil(12.5 %) of what was free before it (per leaf).
+  leaf = np.asarray(owners["params"]["hidden_0"]["kernel"])
+  assert np.sum(leaf == 0) == np.ceil(0.125 * leaf.size)
+  # Evaluating task 0 ignores weights owned by later tasks (changing them changes nothing).
+  params = state.learner.params
+  perturbed = params._replace(
+    actor=jax.tree.map(lambda w, o: jnp.where(o > 0, w + 5.0, w), params.actor, owners)
+  )
+  chex.assert_trees_all_equal(
+    method.eval_params(params, state.method_state, 0),
+    method.eval_params(perturbed, state.method_state, 0),
+  )
+  assert not np.allclose(
+    method.eval_params(params, state.method_state, 2)["params"]["hidden_0"]["kernel"],
+    method.eval_params(perturbed, state.method_state, 2)["params"]["hidden_0"]["kernel"],
+  )
+
+
+# ---------------------------------------------------------------------------------------- PNN
+
+
+def test_pnn_earlier_columns_are_bit_identical_after_later_tasks():
+  method = make_method("pnn", CFG, **OPTIONS["pnn"])
+  _, state, after = _run_tasks(method, 3)
+  num_columns = CFG.max_tasks
+  for name, final in state.learner.params.actor["params"].items():
+    columns = pnn_lib.leaf_columns(name, num_columns)
+    first = np.asarray(after[0].learner.params.actor["params"][name])
+    frozen = columns == 0
+    np.testing.assert_array_equal(np.asarray(final)[frozen], first[frozen])
+    if np.any(columns == 2):  # The third column trained in the third task.
+      assert not np.array_equal(np.asarray(final)[columns == 2], first[columns == 2]), name
+
+
+def test_pnn_column_uses_earlier_columns_through_laterals_and_not_later_ones():
+  actor = pnn_lib.ProgressiveActor(action_size=2, num_columns=3, hidden_sizes=(5, 5))
+  params = actor.init(jax.random.key(0), jnp.zeros((1, 3)), 0)
+  obs = jax.random.normal(jax.random.key(1), (4, 3))
+
+  def bump_column(column):
+    def bump(path, x):
+      name = path[-1].key
+      hit = pnn_lib.leaf_columns(name, 3) == column
+      return x + 0.5 * hit.reshape(-1, *[1] * (x.ndim - 1))
+
+    return jax.tree_util.tree_map_with_path(bump, params)
+
+  out = lambda p, t: actor.apply(p, obs, t)[0]  # noqa: E731
+  assert not np.allclose(out(params, 1), out(bump_column(0), 1))  # Column 1 reads column 0.
+  np.testing.assert_array_equal(out(params, 0), out(bump_column(1), 0))  # Not the reverse.
+  # The slow reference: column 0 alone is a plain MLP with its own weights.
+  p = params["params"]
+  h = obs
+  for layer in range(3):
+    h = h @ p[f"kernel_{layer}"][0] + p[f"bias_{layer}"][0]
+    h = jnp.where(h > 0, h, 0.2 * h) if layer < 2 else h
+  np.testing.assert_allclose(out(params, 0), h[:, :2], rtol=1e-5, atol=1e-6)
+
+
+def test_model_sizes_as_the_paper_counts():
+  env = TargetReachEnv()
+  one = ft_1_policy_size(env.observation_size, env.action_size, CFG)
+  sizes = {}
+  for name in ("ft_1", "ft_l2", "ewc", "packnet", "pnn"):
+    method = make_method(name, CFG, **OPTIONS.get(name, {}))
+    state = jax.eval_shape(make_trainer(CFG, env, method).init, jax.random.key(0))
+    sizes[name] = method.policy_size(state.learner.params.actor, state.method_state, 4) / one
+  assert sizes["ft_1"] == 1.0 and sizes["ft_l2"] == 2.0
+  assert sizes["ewc"] == 3.0 and sizes["packnet"] == 2.0
+  # PNN, width 6, obs 3, act 2, 4 columns, 2 hidden layers: W, b per column; pairs j < k.
+  columns = 4 * ((3 * 6 + 6) + (6 * 6 + 6) + (6 * 4 + 4))
+  laterals = 6 * (1 + 6 * 6) * 2 + 4 * (6 * 6 + 6 * 4)  # alpha + V per pair, U per column.
+  assert sizes["pnn"] * one == columns + laterals
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_every_method_runs_the_tiny_scenario_end_to_end(name):
+  cfg = dataclasses.replace(CFG, steps_per_task=8 * 12)
+  method = make_method(name, cfg, **OPTIONS.get(name, {}))
+  result = train_sequence(cfg, TargetReachEnv(num_tasks=4), method, [0, 1], progress=False)
+  assert result.returns.shape == (1, 2, 2) and np.all(np.isfinite(result.returns))
+  assert result.policy_params >= result.ft_1_policy_params
