@@ -142,8 +142,8 @@ def bench_sac_update(num_updates: int = 64) -> dict[str, float]:
 def bench_rewire_update(num_updates: int = 32) -> dict[str, float]:
   """Time per fused update (batch 256, 3 x 256, HalfCheetah sizes) of FT-1 and of Rewire with
   one random mode per update (``mode_update="sample"``) or all K = 3 modes vmapped (``"all"``),
-  the alignment penalty active (as from the second task on). Targets on CPU: sample <= 1.25x
-  FT-1, all <= 1.8x sample."""
+  the alignment penalty active (as from the second task on), and of the baselines. Targets on
+  CPU: sample <= 1.25x FT-1, all <= 1.8x sample."""
   from rewirejax import sac
   from rewirejax.config import RunConfig
   from rewirejax.methods import make_method
@@ -156,6 +156,12 @@ def bench_rewire_update(num_updates: int = 32) -> dict[str, float]:
     "FT-1 (Dense)": ("ft_1", {}),
     "Rewire, sample (1 of K=3)": ("rewire", {"mode_update": "sample"}),
     "Rewire, all K=3 vmapped": ("rewire", {"mode_update": "all"}),
+    # The baselines' updates at the same sizes (8 tasks preallocated, penalties computed).
+    "FT-L2": ("ft_l2", {}),
+    "EWC": ("ewc", {}),
+    "PackNet (masked grads)": ("packnet", {}),
+    "PNN (8 columns x 96)": ("pnn", {}),
+    "CSP (8 anchors, alpha-critic)": ("csp", {}),
   }
   seconds = {}
   for label, (name, options) in variants.items():
@@ -187,10 +193,10 @@ def bench_rewire_update(num_updates: int = 32) -> dict[str, float]:
     )
   ft_1 = seconds["FT-1 (Dense)"]
   sample = seconds["Rewire, sample (1 of K=3)"]
-  print(f"\n## Rewire update cost, HalfCheetah sizes, {num_updates} scanned per jit")
+  print(f"\n## Update cost per method, HalfCheetah sizes, {num_updates} scanned per jit")
   for label, sec in seconds.items():
     print(
-      f"{label:28}{sec * 1e3:>8.2f} ms/update  {sec / ft_1:>5.2f}x FT-1  "
+      f"{label:32}{sec * 1e3:>8.2f} ms/update  {sec / ft_1:>5.2f}x FT-1  "
       f"{sec / sample:>5.2f}x sample"
     )
   return seconds

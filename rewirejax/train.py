@@ -150,7 +150,7 @@ def make_trainer(cfg: RunConfig, env: TaskEnv, method: Method) -> Trainer:
     """One vectorised env step with the stochastic policy; transitions go to the replay."""
     env_state = state.env_state
     key_policy, key_sample = jax.random.split(key)
-    mu, log_std = method.act(
+    mu, log_std, method_state = method.act(
       networks, state.learner.params.actor, state.method_state, env_state.obs, task_id, key_policy
     )
     action, _ = sample_tanh_gaussian(mu, log_std, key_sample)
@@ -171,6 +171,7 @@ def make_trainer(cfg: RunConfig, env: TaskEnv, method: Method) -> Trainer:
       "reward": jnp.mean(next_state.reward),
     }
     state = state.replace(
+      method_state=method_state,
       replay=replay_lib.insert(state.replay, transition),
       env_state=next_state,
       episode_return=episode_return * (1.0 - next_state.done),

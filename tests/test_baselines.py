@@ -27,7 +27,11 @@ CFG = RunConfig(
     batch_size=16, num_envs=8, warmup_transitions=16, replay_capacity=400, hidden_sizes=(8, 8)
   ),
 )
-OPTIONS = {"packnet": {"finetune_updates": 20}, "pnn": {"width": 6}}
+OPTIONS = {
+  "packnet": {"finetune_updates": 20},
+  "pnn": {"width": 6},
+  "csp": {"alpha_candidates": 8, "critic_states": 32, "repeat_alpha": 3},
+}
 
 
 def _run_tasks(method, num_tasks, cfg=CFG):
@@ -215,3 +219,89 @@ def test_every_method_runs_the_tiny_scenario_end_to_end(name):
   result = train_sequence(cfg, TargetReachEnv(num_tasks=4), method, [0, 1], progress=False)
   assert result.returns.shape == (1, 2, 2) and np.all(np.isfinite(result.returns))
   assert result.policy_params >= result.ft_1_policy_params
+
+
+# ---------------------------------------------------------------------------------------- CSP
+
+CSP_OPTIONS = OPTIONS["csp"]
+
+
+def _csp_before_second_end(distribution="flat"):
+  """CSP trained on task 0 and on task 1 up to (not including) its end."""
+  method = make_method("csp", CFG, distribution=distribution, **CSP_OPTIONS)
+  trainer, state, after = _run_tasks(method, 1)
+  task = jnp.int32(1)
+  state, _ = jax.jit(trainer.warmup)(jax.jit(trainer.begin_task)(state, task), task)
+  state, _ = jax.jit(trainer.train_chunk)(state, task)
+  return method, trainer, after[0], state
+
+
+def _stub_tools(method, weights):
+  """TrainerTools whose 'rollout' return is ``weights . alpha`` (the evaluated point)."""
+  from rewirejax.methods.base import TrainerTools
+
+  networks = method.make_networks(TargetReachEnv().observation_size, 2, CFG)
+  evaluate = lambda actor, task_id, key: jnp.dot(actor["subspace"]["alpha"], weights)  # noqa: E731
+  return TrainerTools(networks, None, evaluate, None)
+
+
+def test_csp_new_anchor_starts_at_the_mean_and_old_anchors_stay_frozen():
+  _, _, after_first, state = _csp_before_second_end()
+  first = after_first.learner.params.actor["params"]
+  now = state.learner.params.actor["params"]
+  assert int(state.method_state.num_anchors) == 2
+  for name in first:
+    np.testing.assert_array_equal(now[name][0], first[name][0])  # Anchor 0 frozen.
+    assert not np.array_equal(now[name][1], first[name][0])  # Anchor 1 trained...
+  chex.assert_trees_all_equal(
+    after_first.learner.params.actor["subspace"], {"alpha": jnp.eye(4)[0]}
+  )
+
+
+def test_csp_keeps_the_best_critic_point_and_a_rejected_anchor_leaves_the_size_unchanged():
+  method, _, _, state = _csp_before_second_end()
+  params, method_state = state.learner.params, state.method_state
+  replay = state.replay
+  key = jax.random.key(5)
+  # Accepted: the rollout return grows with the new anchor's weight.
+  tools = _stub_tools(method, jnp.array([0.0, 5.0, 0.0, 0.0]))
+  _, kept, metrics = method.end_task(params, method_state, replay, jnp.int32(1), key, tools)
+  assert bool(metrics["csp/kept"]) and int(kept.num_anchors) == 2
+  # The slow reference: score every candidate of the new subspace by the critic, one by one.
+  key_new, _, key_states, _, _ = jax.random.split(key, 5)
+  from rewirejax import replay as replay_lib
+  from rewirejax.methods import csp
+
+  obs = replay_lib.sample(replay, key_states, CSP_OPTIONS["critic_states"]).obs
+  points = csp.sample_alpha(key_new, 2, 4, (CSP_OPTIONS["alpha_candidates"],), False)
+  values = []
+  for alpha in points:
+    mu, _ = tools.networks.actor.apply(csp.with_alpha(params.actor, alpha), obs, 1)
+    aug = jnp.concatenate([obs, jnp.broadcast_to(alpha, (obs.shape[0], 4))], -1)
+    values.append(
+      float(jnp.mean(jnp.min(tools.networks.critic.apply(params.critic, aug, jnp.tanh(mu)), 0)))
+    )
+  np.testing.assert_allclose(kept.task_alpha[1], points[int(np.argmax(values))], rtol=1e-6)
+  assert np.all(np.asarray(points)[:, 2:] == 0) and np.allclose(np.sum(points, -1), 1.0)
+  size_kept = method.policy_size(params.actor, kept, 2)
+  # Rejected: only anchor 0 pays; the task keeps a point of the old subspace (anchor 0 alone).
+  tools = _stub_tools(method, jnp.array([1.0, 0.0, 0.0, 0.0]))
+  _, dropped, metrics = method.end_task(params, method_state, replay, jnp.int32(1), key, tools)
+  assert not bool(metrics["csp/kept"]) and int(dropped.num_anchors) == 1
+  np.testing.assert_allclose(dropped.task_alpha[1], jnp.eye(4)[0])
+  per_anchor = size_kept - method.policy_size(params.actor, dropped, 2)
+  assert per_anchor > 0
+  assert method.policy_size(params.actor, dropped, 2) == method.policy_size(
+    params.actor, method_state._replace(num_anchors=jnp.int32(1)), 2
+  )
+
+
+def test_csp_dirichlet_points_are_on_the_active_simplex_and_peaked_favours_the_newest():
+  from rewirejax.methods import csp
+
+  flat = csp.sample_alpha(jax.random.key(0), 3, 5, (4000,), False)
+  peaked = csp.sample_alpha(jax.random.key(0), 3, 5, (4000,), True)
+  for points in (flat, peaked):
+    assert np.all(np.asarray(points)[:, 3:] == 0) and np.allclose(np.sum(points, -1), 1.0)
+  np.testing.assert_allclose(np.mean(flat, 0)[:3], 1 / 3, atol=0.02)
+  np.testing.assert_allclose(np.mean(peaked, 0)[:3], np.array([1, 1, 9]) / 11, atol=0.02)

@@ -43,18 +43,20 @@ _REWIRE_TABLE = {
   "ant/compositionality": (0.1, 0.0, 4, 1e-5, 1.0),
   "humanoid/hard": (0.1, 0.1, 4, 1e-6, 0.0),
 }
-# Baselines per scenario (notes §9): FT-L2 l2_coeff, EWC fisher_coeff.
+# Baselines per scenario (notes §9): FT-L2 l2_coeff, EWC fisher_coeff, CSP Dirichlet and
+# repeat_alpha.
 _BASELINE_TABLE = {
-  "halfcheetah/forgetting": (10_000.0, 0.01),
-  "halfcheetah/transfer": (1.0, 1.0),
-  "halfcheetah/robustness": (100.0, 0.01),
-  "halfcheetah/compositionality": (100.0, 1.0),
-  "ant/forgetting": (10_000.0, 0.01),
-  "ant/transfer": (1.0, 10_000.0),
-  "ant/robustness": (1.0, 100.0),
-  "ant/compositionality": (100.0, 0.01),
-  "humanoid/hard": (0.01, 0.01),
+  "halfcheetah/forgetting": (10_000.0, 0.01, "peaked", 100),
+  "halfcheetah/transfer": (1.0, 1.0, "peaked", 20),
+  "halfcheetah/robustness": (100.0, 0.01, "flat", 20),
+  "halfcheetah/compositionality": (100.0, 1.0, "flat", 100),
+  "ant/forgetting": (10_000.0, 0.01, "peaked", 100),
+  "ant/transfer": (1.0, 10_000.0, "peaked", 100),
+  "ant/robustness": (1.0, 100.0, "flat", 100),
+  "ant/compositionality": (100.0, 0.01, "flat", 20),
+  "humanoid/hard": (0.01, 0.01, "flat", 100),
 }
+CSP_ALPHA_CANDIDATES = 1024  # Critic-scored subspace points per subspace at the full budget.
 PACKNET_FINETUNE_UPDATES = 100_000  # At the full budget; scaled with it.
 PRESETS = ("paper", "reference")
 FULL_EVAL = (512, 10)  # Envs x sequential rollouts, the reference's protocol.
@@ -138,9 +140,10 @@ def _round_up(x: float, multiple: int) -> int:
 def method_options(scenario: str, method: str, preset: str = "paper", budget: float = 1.0) -> dict:
   """A method's per-scenario settings (``make_method(method, cfg, **options)``).
 
-  FT-L2 and EWC take their coefficients from the reference's per-scenario configs; PackNet
-  retrains for 100 k updates x ``budget`` after pruning (the same share of a task's updates as
-  at the full budget).
+  FT-L2 and EWC take their coefficients, CSP its Dirichlet and ``repeat_alpha``, from the
+  reference's per-scenario configs; PackNet retrains for 100 k updates x ``budget`` after
+  pruning and CSP scores 1024 x ``budget`` (at least 32) points per subspace, the same shares
+  of a task's work as at the full budget.
 
   Rewire takes alpha and beta from the reference's per-scenario configs either way. ``"paper"``
   follows the paper's text and SPEC §4's defaults (tau 1, all K modes per update, KL
@@ -150,10 +153,20 @@ def method_options(scenario: str, method: str, preset: str = "paper", budget: fl
   """
   if preset not in PRESETS:
     raise ValueError(f"Unknown preset {preset!r}; choices: {list(PRESETS)}.")
+  if scenario not in _BASELINE_TABLE:
+    return {}
   if method == "packnet":
     return {"finetune_updates": math.ceil(PACKNET_FINETUNE_UPDATES * budget)}
-  if method in ("ft_l2", "ewc") and scenario in _BASELINE_TABLE:
-    return {"coef": _BASELINE_TABLE[scenario][method == "ewc"]}
+  l2_coef, fisher_coef, distribution, repeat_alpha = _BASELINE_TABLE[scenario]
+  if method in ("ft_l2", "ewc"):
+    return {"coef": l2_coef if method == "ft_l2" else fisher_coef}
+  if method == "csp":
+    candidates = max(math.ceil(CSP_ALPHA_CANDIDATES * budget), 32)
+    return {
+      "distribution": distribution,
+      "repeat_alpha": repeat_alpha,
+      "alpha_candidates": candidates,
+    }
   if not method.startswith("rewire") or scenario not in _REWIRE_TABLE:
     return {}
   tau, gumbel, cycle, alpha, beta = _REWIRE_TABLE[scenario]

@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from rewirejax.config import RewireConfig, RunConfig
 from rewirejax.methods.base import Method, TrainerTools, fine_tuning
+from rewirejax.methods.csp import make_csp
 from rewirejax.methods.finetune import make_ft_n, make_sac_n
 from rewirejax.methods.packnet import make_packnet
 from rewirejax.methods.pnn import make_pnn
@@ -34,14 +35,22 @@ def _rewire(name: str, ablation: dict):
   return factory
 
 
+def _packnet(cfg: RunConfig, finetune_updates: int | None = None, **options) -> Method:
+  """PackNet; by default it retrains for the paper's share of a task's updates (100 k of 500 k)."""
+  if finetune_updates is None:
+    finetune_updates = cfg.train_epochs * cfg.sac.updates_per_epoch // 5
+  return make_packnet(cfg.max_tasks, finetune_updates=finetune_updates, **options)
+
+
 METHODS: dict[str, Callable[..., Method]] = {
   "ft_1": lambda cfg: fine_tuning(),
   "ft_n": lambda cfg: make_ft_n(cfg.max_tasks),
   "sac_n": lambda cfg: make_sac_n(cfg.max_tasks),
   "ft_l2": lambda cfg, coef=1.0: make_ft_l2(coef),
   "ewc": lambda cfg, coef=1.0, fisher_samples=1024: make_ewc(coef, fisher_samples),
-  "packnet": lambda cfg, **options: make_packnet(cfg.max_tasks, **options),
+  "packnet": _packnet,
   "pnn": lambda cfg, **options: make_pnn(cfg.max_tasks, **options),
+  "csp": lambda cfg, **options: make_csp(cfg.max_tasks, cfg.sac.num_envs, **options),
   "rewire": _rewire("rewire", {}),
   **{name: _rewire(name, ablation) for name, ablation in REWIRE_ABLATIONS.items()},
 }

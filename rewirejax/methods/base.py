@@ -51,8 +51,9 @@ class Method(NamedTuple):
       plain MLP actor (rewiring methods build it from PermutedDense).
     wrap_losses: (sac_losses, networks, run_config) -> SACLosses, for methods that change the
       losses rather than add a penalty (Rewire: every mode's actor loss, distillation).
-    act: (networks, actor_params, method_state, obs, task_id, key) -> (mu, log_std), the
-      policy that collects data (Rewire: a random wiring mode per env and step).
+    act: (networks, actor_params, method_state, obs, task_id, key) -> (mu, log_std,
+      method_state), the policy that collects data (Rewire: a random wiring mode per env and
+      step; CSP: a subspace point per env, resampled on a schedule kept in its state).
     init: (key, agent_params) -> method_state, once per run.
     begin_task: (agent_params, method_state, task_id, key, tools) -> (agent_params,
       method_state), after the trainer's own per-task resets (``tools``: ``TrainerTools``).
@@ -72,7 +73,7 @@ class Method(NamedTuple):
   name: str
   make_networks: Callable[[int, int, RunConfig], networks_lib.SACNetworks]
   wrap_losses: Callable[..., Any]
-  act: Callable[..., tuple[Array, Array]]
+  act: Callable[..., tuple[Array, Array, MethodState]]
   init: Callable[[PRNGKey, networks_lib.AgentParams], MethodState]
   begin_task: Callable[..., tuple[networks_lib.AgentParams, MethodState]]
   penalty: Callable[[Params, MethodState, Transition, TaskId], tuple[Array, Metrics]]
@@ -96,8 +97,8 @@ def _wrap_losses(losses, networks, cfg):
 
 
 def _act(networks, actor_params, state, obs, task_id, key):
-  del state, key
-  return networks.actor.apply(actor_params, obs, task_id)
+  del key
+  return (*networks.actor.apply(actor_params, obs, task_id), state)
 
 
 def _init(key, params):

@@ -264,7 +264,6 @@ def make_rewire(max_tasks: int, rc: RewireConfig = RewireConfig(), name: str = "
 
   def act(networks, actor_params, state, obs, task_id, key):
     """Each env acts with its own random mode this step (dropout on, if any; hard wirings)."""
-    del state
     key_modes, key_dropout = jax.random.split(key)
 
     def policy(mode):
@@ -273,11 +272,11 @@ def make_rewire(max_tasks: int, rc: RewireConfig = RewireConfig(), name: str = "
       )
 
     if num_modes == 1:
-      return policy(0)
+      return (*policy(0), state)
     mu, log_std = jax.vmap(policy)(jnp.arange(num_modes))  # [K, B, A]
     modes = jax.random.randint(key_modes, obs.shape[:1], 0, num_modes)
     rows = jnp.arange(obs.shape[0])
-    return mu[modes, rows], log_std[modes, rows]
+    return mu[modes, rows], log_std[modes, rows], state
 
   def wrap_losses(losses: SACLosses, networks, cfg: RunConfig) -> SACLosses:
     del cfg

@@ -1,0 +1,286 @@
+"""CSP, continual subspace of policies (Gaussier et al. 2023; implementation notes §7).
+
+The actor is a convex combination of ``max_tasks`` preallocated anchors: every layer's weights
+are ``W(alpha) = sum_i alpha_i W_i`` with ``alpha`` on the simplex of the active anchors. Task 0
+trains anchor 0 alone. Every later task adds an anchor initialised at the mean of the active
+ones and trains only it (the old anchors are frozen by ``mask_grads``), with ``alpha`` drawn from
+a Dirichlet over the active anchors: ``"flat"`` (all ones) or ``"peaked"`` (``n^2`` on the new
+anchor, n the number of active anchors). The critic is conditioned on ``alpha``: the point is
+appended to the observation, so the SAC losses run unchanged on ``[obs, alpha]``. Acting, each
+env keeps its ``alpha`` for ``repeat_alpha`` steps; in the update every transition gets a fresh
+draw (Q(s, a, alpha) is learned off-policy, the action being given).
+
+At the task's end the alpha search: ``alpha_candidates`` points of the new subspace and as many of
+the old one (without the new anchor) are scored by the critic on ``critic_states`` replay states,
+``mean_s min_i Q_i([s, alpha], tanh(mu_alpha(s)))``; the best of each is then evaluated by
+rollouts (the run's evaluation). The new anchor is kept only if its best return beats the old
+subspace's by more than ``improvement_threshold`` (10 %); otherwise it is dropped and the task
+keeps the old subspace's best point. Each task's point is stored and used to evaluate it.
+Model size: the anchors kept plus the stored points (first seed's count).
+
+Departures: the reference removes the 8,000 validation steps from the training budget; here
+the rollouts come on top of it.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+
+from rewirejax import networks as networks_lib
+from rewirejax import replay as replay_lib
+from rewirejax.methods import base
+from rewirejax.networks import LEAKY_SLOPE, LOG_STD_MAX, LOG_STD_MIN
+from rewirejax.types import Array, Params
+
+DISTRIBUTIONS = ("flat", "peaked")
+
+
+def _anchor_init():
+  """PyTorch's Linear init, per anchor (the leading axis is not part of the fan-in)."""
+  return nn.initializers.variance_scaling(
+    1.0 / 3.0, "fan_in", "uniform", in_axis=-2, out_axis=-1, batch_axis=(0,)
+  )
+
+
+class SubspaceActor(nn.Module):
+  """``([obs, alpha] or obs, task_id) -> (mu, log_std)`` of the policy at ``alpha``.
+
+  An input of ``observation_size + num_anchors`` features carries its own ``alpha`` per row
+  (cost: one matmul per anchor); a bare observation uses the ``"subspace"`` variable
+  ``alpha`` [num_anchors] (set by ``with_alpha``; anchor 0 at init), whose weights are combined
+  once. Accepts and ignores the permuted actor's extra arguments.
+  """
+
+  action_size: int
+  observation_size: int
+  num_anchors: int
+  hidden_sizes: tuple[int, ...] = (256, 256, 256)
+
+  @nn.compact
+  def __call__(
+    self,
+    obs: Array,
+    task_id: Array,
+    mode=0,
+    wirings=None,
+    tau=None,
+    train=False,
+    noisy_wiring=False,
+  ) -> tuple[Array, Array]:
+    del task_id, mode, wirings, tau, train, noisy_wiring
+    fixed = self.variable("subspace", "alpha", lambda: jax.nn.one_hot(0, self.num_anchors)).value
+    per_row = obs.shape[-1] == self.observation_size + self.num_anchors
+    if per_row:
+      obs, alpha = obs[..., : self.observation_size], obs[..., self.observation_size :]
+    h = obs
+    sizes = (*self.hidden_sizes, 2 * self.action_size)
+    for layer, width in enumerate(sizes):
+      shape = (self.num_anchors, h.shape[-1], width)
+      kernels = self.param(f"kernel_{layer}", _anchor_init(), shape)
+      biases = self.param(f"bias_{layer}", nn.initializers.zeros_init(), shape[::2])
+      if per_row:
+        out = jnp.einsum("...i,aio->...ao", h, kernels) + biases
+        h = jnp.einsum("...a,...ao->...o", alpha, out)
+      else:
+        h = h @ jnp.tensordot(fixed, kernels, axes=1) + fixed @ biases
+      if layer < len(sizes) - 1:
+        h = nn.leaky_relu(h, LEAKY_SLOPE)
+    mu, log_std = jnp.split(h, 2, axis=-1)
+    return mu, jnp.clip(log_std, LOG_STD_MIN, LOG_STD_MAX)
+
+
+class AlphaCritic(nn.Module):
+  """The twin critic on ``[obs, alpha]`` (a bare observation gets ``alpha = 0``, at init)."""
+
+  observation_size: int
+  num_anchors: int
+  hidden_sizes: tuple[int, ...] = (256, 256, 256)
+
+  @nn.compact
+  def __call__(self, obs: Array, action: Array) -> Array:
+    if obs.shape[-1] == self.observation_size:
+      obs = jnp.concatenate([obs, jnp.zeros((*obs.shape[:-1], self.num_anchors))], axis=-1)
+    return networks_lib.TwinCritic(self.hidden_sizes, name="twin")(obs, action)
+
+
+class SubspaceState(NamedTuple):
+  """Attributes:
+  num_anchors: int32 scalar, active anchors (the first ``num_anchors``).
+  task_alpha: [max_tasks, max_tasks] each finished task's point (zeros before it finishes).
+  trained: bool [max_tasks].
+  acting_alpha: [num_envs, max_tasks] each training env's current point.
+  acting_steps: int32 scalar, env steps since the points were drawn.
+  kept_anchor: bool [max_tasks], whether the task's new anchor was kept (task 0: True).
+  """
+
+  num_anchors: Array
+  task_alpha: Array
+  trained: Array
+  acting_alpha: Array
+  acting_steps: Array
+  kept_anchor: Array
+
+
+def sample_alpha(key, num_active, num_anchors: int, shape, peaked: bool) -> Array:
+  """Dirichlet points [*shape, num_anchors] on the first ``num_active`` anchors (zeros after):
+  concentration 1 each, or ``num_active^2`` on the last active one when ``peaked``."""
+  index = jnp.arange(num_anchors)
+  active = index < num_active
+  concentration = jnp.where(peaked & (index == num_active - 1), num_active**2, 1.0)
+  gammas = jax.random.gamma(key, jnp.where(active, concentration, 1.0), (*shape, num_anchors))
+  gammas = jnp.where(active, gammas, 0.0)
+  return gammas / jnp.sum(gammas, axis=-1, keepdims=True)
+
+
+def with_alpha(actor_variables: Params, alpha: Array) -> Params:
+  """The actor's variables with the bare-observation point set to ``alpha``."""
+  return {**actor_variables, "subspace": {"alpha": alpha}}
+
+
+def make_csp(
+  max_tasks: int,
+  num_envs: int,
+  distribution: str = "flat",
+  repeat_alpha: int = 100,
+  improvement_threshold: float = 0.1,
+  alpha_candidates: int = 1024,
+  critic_states: int = 4096,
+) -> base.Method:
+  """CSP with ``max_tasks`` preallocated anchors (see the module docstring)."""
+  if distribution not in DISTRIBUTIONS:
+    raise ValueError(f"Unknown distribution {distribution!r}; choices: {list(DISTRIBUTIONS)}.")
+  if min(repeat_alpha, alpha_candidates, critic_states) < 1:
+    raise ValueError("repeat_alpha, alpha_candidates and critic_states must be >= 1.")
+  peaked = distribution == "peaked"
+
+  def make_networks(observation_size, action_size, cfg):
+    hidden = cfg.sac.hidden_sizes
+    return networks_lib.SACNetworks(
+      SubspaceActor(action_size, observation_size, max_tasks, hidden),
+      AlphaCritic(observation_size, max_tasks, hidden),
+    )
+
+  def append(obs, alpha):
+    return jnp.concatenate([obs, jnp.broadcast_to(alpha, (*obs.shape[:-1], max_tasks))], -1)
+
+  def wrap_losses(losses, networks, cfg):
+    del networks, cfg
+
+    def at_random_points(batch, key, state):
+      alpha = sample_alpha(key, state.num_anchors, max_tasks, batch.obs.shape[:-1], peaked)
+      return batch._replace(obs=append(batch.obs, alpha), next_obs=append(batch.next_obs, alpha))
+
+    def critic(critic_params, params, batch, task_id, key, mode=0, tau=None, method_state=None):
+      key_alpha, key = jax.random.split(key)
+      batch = at_random_points(batch, key_alpha, method_state)
+      return losses.critic(critic_params, params, batch, task_id, key, mode, tau, method_state)
+
+    def actor(actor_params, params, batch, task_id, key, mode=0, tau=None, method_state=None):
+      key_alpha, key = jax.random.split(key)
+      batch = at_random_points(batch, key_alpha, method_state)
+      return losses.actor(actor_params, params, batch, task_id, key, mode, tau, method_state)
+
+    return losses._replace(critic=critic, actor=actor)
+
+  def init(key, params):
+    del key, params
+    zeros = jnp.zeros((max_tasks, max_tasks))
+    return SubspaceState(
+      num_anchors=jnp.int32(1),
+      task_alpha=zeros,
+      trained=jnp.zeros(max_tasks, bool),
+      acting_alpha=jnp.zeros((num_envs, max_tasks)).at[:, 0].set(1.0),
+      acting_steps=jnp.int32(0),
+      kept_anchor=jnp.zeros(max_tasks, bool),
+    )
+
+  def begin_task(params, state, task_id, key, tools):
+    """From the second task on: a new anchor at the mean of the active ones."""
+    del key, tools
+    n = jnp.where(task_id > 0, state.num_anchors + 1, state.num_anchors)
+    n = jnp.minimum(n, max_tasks)
+    active = (jnp.arange(max_tasks) < state.num_anchors).astype(jnp.float32)
+
+    def add_anchor(leaf):
+      mean = jnp.tensordot(active, leaf, axes=1) / jnp.sum(active)
+      return leaf.at[n - 1].set(jnp.where(n > state.num_anchors, mean, leaf[n - 1]))
+
+    anchors = jax.tree.map(add_anchor, params.actor["params"])
+    actor = {**params.actor, "params": anchors}
+    return params._replace(actor=actor), state._replace(num_anchors=n, acting_steps=jnp.int32(0))
+
+  def act(networks, actor_params, state, obs, task_id, key):
+    redraw = state.acting_steps % repeat_alpha == 0
+    fresh = sample_alpha(key, state.num_anchors, max_tasks, (obs.shape[0],), peaked)
+    alpha = jnp.where(redraw, fresh, state.acting_alpha)
+    mu, log_std = networks.actor.apply(actor_params, append(obs, alpha), task_id)
+    return mu, log_std, state._replace(acting_alpha=alpha, acting_steps=state.acting_steps + 1)
+
+  def mask_grads(grads, state, task_id):
+    del task_id
+    newest = jnp.arange(max_tasks) == state.num_anchors - 1
+    masked = jax.tree.map(
+      lambda g: g * newest.reshape(-1, *[1] * (g.ndim - 1)).astype(g.dtype), grads["params"]
+    )
+    return {**grads, "params": masked, "subspace": jax.tree.map(jnp.zeros_like, grads["subspace"])}
+
+  def end_task(params, state, replay, task_id, key, tools):
+    """The alpha search, then keep or drop the new anchor."""
+    key_new, key_old, key_states, key_eval_new, key_eval_old = jax.random.split(key, 5)
+    networks = tools.networks
+    obs = replay_lib.sample(replay, key_states, critic_states).obs
+    n = state.num_anchors
+
+    def critic_value(alpha):
+      mu, _ = networks.actor.apply(with_alpha(params.actor, alpha), obs, task_id)
+      q = networks.critic.apply(params.critic, append(obs, alpha), jnp.tanh(mu))
+      return jnp.mean(jnp.min(q, axis=0))
+
+    def best_point(key, num_active):
+      points = sample_alpha(key, num_active, max_tasks, (alpha_candidates,), False)
+      values = jax.lax.map(critic_value, points, batch_size=min(alpha_candidates, 64))
+      return points[jnp.argmax(values)]
+
+    best_new = best_point(key_new, n)
+    best_old = best_point(key_old, jnp.maximum(n - 1, 1))
+    return_new = tools.evaluate(with_alpha(params.actor, best_new), task_id, key_eval_new)
+    return_old = tools.evaluate(with_alpha(params.actor, best_old), task_id, key_eval_old)
+    keep = (n == 1) | (return_new > return_old + improvement_threshold * jnp.abs(return_old))
+    state = state._replace(
+      num_anchors=jnp.where(keep, n, n - 1),
+      task_alpha=state.task_alpha.at[task_id].set(jnp.where(keep, best_new, best_old)),
+      trained=state.trained.at[task_id].set(True),
+      kept_anchor=state.kept_anchor.at[task_id].set(keep),
+    )
+    metrics = {"csp/return_new": return_new, "csp/return_old": return_old, "csp/kept": keep}
+    return params, state, metrics
+
+  def eval_params(params, state, task_id):
+    """A finished task's point; otherwise the mean of the training distribution."""
+    index = jnp.arange(max_tasks)
+    n = state.num_anchors
+    concentration = jnp.where(peaked & (index == n - 1), n**2, 1.0) * (index < n)
+    mean = concentration / jnp.sum(concentration)
+    alpha = jnp.where(state.trained[task_id], state.task_alpha[task_id], mean)
+    return with_alpha(params.actor, alpha)
+
+  def policy_size(actor_params, state, num_tasks):
+    per_anchor = base.num_params(actor_params["params"]) // max_tasks
+    return int(state.num_anchors) * per_anchor + max(num_tasks, 1) * max_tasks
+
+  return base.fine_tuning(
+    "csp",
+    make_networks=make_networks,
+    wrap_losses=wrap_losses,
+    act=act,
+    init=init,
+    begin_task=begin_task,
+    mask_grads=mask_grads,
+    end_task=end_task,
+    eval_params=eval_params,
+    policy_size=policy_size,
+  )
