@@ -200,6 +200,18 @@ def _configure(args: argparse.Namespace) -> tuple[RunConfig, list, int]:
   return cfg, specs, args.seeds
 
 
+def _scenario_method_options(args: argparse.Namespace, cfg: RunConfig) -> dict:
+  """The preset's per-scenario settings of ``--method`` (e.g. FT-L2's coefficient), at the
+  budget that ``--steps`` makes (steps per task / the scenario's)."""
+  from rewirejax.envs.scenarios import get_scenario
+
+  module = _preset_module(args.preset)
+  if not args.scenario or not hasattr(module, "method_options"):
+    return {}
+  budget = cfg.steps_per_task / get_scenario(args.scenario).steps_per_task
+  return module.method_options(args.scenario, args.method, budget=min(budget, 1.0))
+
+
 def print_curve(history: list[dict], cfg: RunConfig) -> None:
   """The training curve as a table: env steps vs mean episode return (over seeds)."""
   print(f"\n{'task':>4} {'chunk':>5} {'env steps':>10} {'recent return':>13} {'steps/s':>8}")
@@ -257,7 +269,7 @@ def train_command(args: argparse.Namespace) -> int:
   from rewirejax.train import train_sequence
 
   cfg, specs, num_seeds = _configure(args)
-  method = make_method(args.method, cfg)
+  method = make_method(args.method, cfg, **_scenario_method_options(args, cfg))
   env = make_task_env(cfg.env_name, specs, backend=cfg.backend)
   seeds = list(range(args.seed, args.seed + num_seeds))
   print(
