@@ -171,11 +171,14 @@ def sweep_command(args: argparse.Namespace) -> int:
   return 0
 
 
-def _configure(args: argparse.Namespace) -> tuple[RunConfig, list, int]:
+def _configure(args: argparse.Namespace, module=None) -> tuple[RunConfig, list, int]:
+  """The run config, task specs and seed count of ``train``; ``module``: the preset's module
+  when the caller has loaded it already."""
   from rewirejax.envs.scenarios import get_scenario, get_task
 
+  module = module or _preset_module(args.preset)
   # A scenario-aware preset (experiments/configs/brax.py) gets the scenario's SAC settings.
-  cfg = load_preset(args.preset, scenario=args.scenario, method=args.method, backend=args.backend)
+  cfg = _get_config(module, scenario=args.scenario, method=args.method, backend=args.backend)
   if args.env:
     cfg = dataclasses.replace(cfg, env_name=args.env)
   if args.backend:
@@ -200,12 +203,11 @@ def _configure(args: argparse.Namespace) -> tuple[RunConfig, list, int]:
   return cfg, specs, args.seeds
 
 
-def _scenario_method_options(args: argparse.Namespace, cfg: RunConfig) -> dict:
-  """The preset's per-scenario settings of ``--method`` (e.g. FT-L2's coefficient), at the
-  budget that ``--steps`` makes (steps per task / the scenario's)."""
+def _scenario_method_options(args: argparse.Namespace, cfg: RunConfig, module) -> dict:
+  """The preset ``module``'s per-scenario settings of ``--method`` (e.g. FT-L2's coefficient),
+  at the budget that ``--steps`` makes (steps per task / the scenario's)."""
   from rewirejax.envs.scenarios import get_scenario
 
-  module = _preset_module(args.preset)
   if not args.scenario or not hasattr(module, "method_options"):
     return {}
   budget = cfg.steps_per_task / get_scenario(args.scenario).steps_per_task
@@ -268,8 +270,9 @@ def train_command(args: argparse.Namespace) -> int:
   from rewirejax.methods import make_method
   from rewirejax.train import train_sequence
 
-  cfg, specs, num_seeds = _configure(args)
-  method = make_method(args.method, cfg, **_scenario_method_options(args, cfg))
+  module = _preset_module(args.preset)  # Executed once: the config and the method options.
+  cfg, specs, num_seeds = _configure(args, module)
+  method = make_method(args.method, cfg, **_scenario_method_options(args, cfg, module))
   env = make_task_env(cfg.env_name, specs, backend=cfg.backend)
   seeds = list(range(args.seed, args.seed + num_seeds))
   print(

@@ -22,6 +22,11 @@ LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
 LEAKY_SLOPE = 0.2
 # PyTorch's nn.Linear default, U(-1/sqrt(fan_in), 1/sqrt(fan_in)): the reference code's init.
 torch_linear_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+# The same for kernels [n, fan_in, fan_out] stacked on a leading axis (head slots, PNN columns,
+# CSP anchors): U(+-1/sqrt(fan_in)) per slice, the leading axis not part of the fan-in.
+stacked_torch_linear_init = nn.initializers.variance_scaling(
+  1.0 / 3.0, "fan_in", "uniform", in_axis=-2, out_axis=-1, batch_axis=(0,)
+)
 
 
 class Actor(nn.Module):
@@ -90,12 +95,7 @@ class Actor(nn.Module):
       h = nn.leaky_relu(h, LEAKY_SLOPE)
     out_size = 2 * self.action_size
     kernels = self.param(
-      "head_kernel",
-      # batch_axis: the task-slot axis is not part of the fan-in (U(+-1/sqrt(width)) per slot).
-      nn.initializers.variance_scaling(
-        1.0 / 3.0, "fan_in", "uniform", in_axis=-2, out_axis=-1, batch_axis=(0,)
-      ),
-      (self.num_heads, h.shape[-1], out_size),
+      "head_kernel", stacked_torch_linear_init, (self.num_heads, h.shape[-1], out_size)
     )
     biases = self.param("head_bias", nn.initializers.zeros_init(), (self.num_heads, out_size))
     slot = head_slot(task_id, self.num_heads)

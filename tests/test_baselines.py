@@ -1,4 +1,4 @@
-"""The baselines' math and invariants: FT-L2, EWC, PackNet, PNN (each against a slow reference)."""
+"""The baselines' math and invariants: FT-L2, EWC, PackNet, PNN, CSP (against slow references)."""
 
 import dataclasses
 
@@ -9,44 +9,20 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
-from rewirejax.config import RunConfig, SACConfig
+from rewirejax.config import SACConfig
 from rewirejax.envs.toy import TargetReachEnv
 from rewirejax.methods import METHODS, make_method, regularized
 from rewirejax.methods import packnet as packnet_lib
 from rewirejax.methods import pnn as pnn_lib
 from rewirejax.methods.base import ft_1_policy_size, make_mlp_networks
 from rewirejax.train import make_trainer, train_sequence
+from tests.test_methods import CFG, run_tasks
 
-CFG = RunConfig(
-  steps_per_task=8 * 40,
-  max_tasks=4,
-  epochs_per_chunk=4,
-  num_eval_envs=4,
-  num_eval_rollouts=1,
-  sac=SACConfig(
-    batch_size=16, num_envs=8, warmup_transitions=16, replay_capacity=400, hidden_sizes=(8, 8)
-  ),
-)
 OPTIONS = {
   "packnet": {"finetune_updates": 20},
   "pnn": {"width": 6},
   "csp": {"alpha_candidates": 8, "critic_states": 32, "repeat_alpha": 3},
 }
-
-
-def _run_tasks(method, num_tasks, cfg=CFG):
-  """One chunk per task; returns the trainer, the final state and the state after each task."""
-  trainer = make_trainer(cfg, TargetReachEnv(num_tasks=4), method)
-  begin, warmup = jax.jit(trainer.begin_task), jax.jit(trainer.warmup)
-  chunk, end = jax.jit(trainer.train_chunk), jax.jit(trainer.end_task)
-  state = jax.jit(trainer.init)(jax.random.key(0))
-  after = []
-  for t in range(num_tasks):
-    task = jnp.int32(t)
-    state, _ = warmup(begin(state, task), task)
-    state, _ = end(chunk(state, task)[0], task)
-    after.append(state)
-  return trainer, state, after
 
 
 # ---------------------------------------------------------------------------------- FT-L2, EWC
@@ -89,7 +65,8 @@ def test_ewc_fisher_equals_the_hessian_of_the_policy_kl():
 @pytest.mark.parametrize("name", ["ft_l2", "ewc"])
 def test_anchor_is_the_last_tasks_policy_and_importance_accumulates(name):
   method = make_method(name, CFG, coef=0.5)
-  _, state, after = _run_tasks(method, 2)
+  _, _, after = run_tasks(method, 2)
+  state = after[-1]
   chex.assert_trees_all_equal(state.method_state.anchor, after[1].learner.params.actor)
   first = after[0].method_state.importance
   second = state.method_state.importance
@@ -119,7 +96,8 @@ def test_prune_keeps_the_top_fraction_of_free_weights_by_magnitude():
 
 def test_packnet_freezes_earlier_weights_partitions_and_evaluates_with_owned_weights_only():
   method = make_method("packnet", CFG, **OPTIONS["packnet"])
-  _, state, after = _run_tasks(method, 3)
+  _, _, after = run_tasks(method, 3)
+  state = after[-1]
   owners = state.method_state.owner
   for t in range(3):
     actor_t = after[t].learner.params.actor
@@ -160,7 +138,8 @@ def test_packnet_freezes_earlier_weights_partitions_and_evaluates_with_owned_wei
 
 def test_pnn_earlier_columns_are_bit_identical_after_later_tasks():
   method = make_method("pnn", CFG, **OPTIONS["pnn"])
-  _, state, after = _run_tasks(method, 3)
+  _, _, after = run_tasks(method, 3)
+  state = after[-1]
   num_columns = CFG.max_tasks
   for name, final in state.learner.params.actor["params"].items():
     columns = pnn_lib.leaf_columns(name, num_columns)
@@ -229,7 +208,8 @@ CSP_OPTIONS = OPTIONS["csp"]
 def _csp_before_second_end(distribution="flat"):
   """CSP trained on task 0 and on task 1 up to (not including) its end."""
   method = make_method("csp", CFG, distribution=distribution, **CSP_OPTIONS)
-  trainer, state, after = _run_tasks(method, 1)
+  trainer, _, after = run_tasks(method, 1)
+  state = after[-1]
   task = jnp.int32(1)
   state, _ = jax.jit(trainer.warmup)(jax.jit(trainer.begin_task)(state, task), task)
   state, _ = jax.jit(trainer.train_chunk)(state, task)

@@ -26,22 +26,31 @@ CFG = RunConfig(
 )
 
 
-def _run_tasks(method_name, num_tasks):
-  """Trains one chunk per task; returns the trainer, the state, and the actor after each task."""
-  trainer = make_trainer(CFG, TargetReachEnv(num_tasks=4), make_method(method_name, CFG))
+def run_tasks(method, num_tasks):
+  """Trains ``method`` one chunk per task on the toy env; returns the trainer and the states
+  right after each task's ``begin_task`` and after its ``end_task``."""
+  trainer = make_trainer(CFG, TargetReachEnv(num_tasks=4), method)
   begin, warmup = jax.jit(trainer.begin_task), jax.jit(trainer.warmup)
   chunk, end = jax.jit(trainer.train_chunk), jax.jit(trainer.end_task)
   state = jax.jit(trainer.init)(jax.random.key(0))
-  actors, starts = [], []
+  begun, ended = [], []
   for t in range(num_tasks):
     task = jnp.int32(t)
     state = begin(state, task)
-    starts.append(state.learner.params.actor)
+    begun.append(state)
     state, _ = warmup(state, task)
     state, _ = chunk(state, task)
     state, _ = end(state, task)
-    actors.append(state.learner.params.actor)
-  return trainer, state, actors, starts
+    ended.append(state)
+  return trainer, begun, ended
+
+
+def _run_tasks(method_name, num_tasks):
+  """``run_tasks`` of a registered method: the trainer, the final state, and the actor after
+  each task and at each task's start."""
+  trainer, begun, ended = run_tasks(make_method(method_name, CFG), num_tasks)
+  actor = lambda state: state.learner.params.actor  # noqa: E731
+  return trainer, ended[-1], [actor(s) for s in ended], [actor(s) for s in begun]
 
 
 def test_registry_and_unknown_method():

@@ -33,17 +33,15 @@ from flax import linen as nn
 from rewirejax import networks as networks_lib
 from rewirejax import replay as replay_lib
 from rewirejax.methods import base
-from rewirejax.networks import LEAKY_SLOPE, LOG_STD_MAX, LOG_STD_MIN
+from rewirejax.networks import (
+  LEAKY_SLOPE,
+  LOG_STD_MAX,
+  LOG_STD_MIN,
+  stacked_torch_linear_init,
+)
 from rewirejax.types import Array, Params
 
 DISTRIBUTIONS = ("flat", "peaked")
-
-
-def _anchor_init():
-  """PyTorch's Linear init, per anchor (the leading axis is not part of the fan-in)."""
-  return nn.initializers.variance_scaling(
-    1.0 / 3.0, "fan_in", "uniform", in_axis=-2, out_axis=-1, batch_axis=(0,)
-  )
 
 
 class SubspaceActor(nn.Module):
@@ -80,7 +78,7 @@ class SubspaceActor(nn.Module):
     sizes = (*self.hidden_sizes, 2 * self.action_size)
     for layer, width in enumerate(sizes):
       shape = (self.num_anchors, h.shape[-1], width)
-      kernels = self.param(f"kernel_{layer}", _anchor_init(), shape)
+      kernels = self.param(f"kernel_{layer}", stacked_torch_linear_init, shape)
       biases = self.param(f"bias_{layer}", nn.initializers.zeros_init(), shape[::2])
       if per_row:
         out = jnp.einsum("...i,aio->...ao", h, kernels) + biases

@@ -24,7 +24,12 @@ from flax import linen as nn
 
 from rewirejax import networks as networks_lib
 from rewirejax.methods import base
-from rewirejax.networks import LEAKY_SLOPE, LOG_STD_MAX, LOG_STD_MIN
+from rewirejax.networks import (
+  LEAKY_SLOPE,
+  LOG_STD_MAX,
+  LOG_STD_MIN,
+  stacked_torch_linear_init,
+)
 from rewirejax.types import Array
 
 PNN_WIDTH = 96  # The reference's column width.
@@ -34,13 +39,6 @@ def column_pairs(num_columns: int) -> tuple[np.ndarray, np.ndarray]:
   """The lateral pairs (k, j), j < k, as two int arrays [num_columns (num_columns - 1) / 2]."""
   k, j = np.tril_indices(num_columns, -1)
   return k.astype(np.int32), j.astype(np.int32)
-
-
-def _init_per_column(fan_in_axis: int):
-  """U(+-1/sqrt(fan_in)) (PyTorch's Linear) for kernels stacked over a leading axis."""
-  return nn.initializers.variance_scaling(
-    1.0 / 3.0, "fan_in", "uniform", in_axis=fan_in_axis, out_axis=-1, batch_axis=(0,)
-  )
 
 
 class ProgressiveActor(nn.Module):
@@ -76,15 +74,15 @@ class ProgressiveActor(nn.Module):
     h = jnp.broadcast_to(obs, (self.num_columns, *obs.shape))  # [C, ..., n_0]
     for l, width in enumerate(sizes):
       n_in, columns = h.shape[-1], self.num_columns
-      kernel = self.param(f"kernel_{l}", _init_per_column(-2), (columns, n_in, width))
+      kernel = self.param(f"kernel_{l}", stacked_torch_linear_init, (columns, n_in, width))
       bias = self.param(f"bias_{l}", nn.initializers.zeros_init(), (columns, width))
       out = jnp.einsum("c...i,cio->c...o", h, kernel) + bias.reshape(
         columns, *[1] * (h.ndim - 2), width
       )
       if l > 0 and len(pair_k):
         alpha = self.param(f"lateral_alpha_{l}", nn.initializers.ones_init(), (len(pair_k),))
-        v = self.param(f"lateral_v_{l}", _init_per_column(-2), (len(pair_k), n_in, n_in))
-        u = self.param(f"lateral_u_{l}", _init_per_column(-2), (columns, n_in, width))
+        v = self.param(f"lateral_v_{l}", stacked_torch_linear_init, (len(pair_k), n_in, n_in))
+        u = self.param(f"lateral_u_{l}", stacked_torch_linear_init, (columns, n_in, width))
         scaled = h[pair_j] * alpha.reshape(-1, *[1] * (h.ndim - 1))  # [P, ..., n_in]
         projected = jnp.einsum("p...i,pir->p...r", scaled, v)
         into_column = jnp.einsum("cp,p...r->c...r", pair_to_column, projected)
