@@ -99,12 +99,7 @@ def softsort(scores: Array, tau: float | Array) -> Array:
     it tends to the hard permutation matrix ``I[argsort(scores), :]``.
   """
   _check_tau(tau)
-  return _softsort_in_order(scores, jnp.argsort(scores, axis=-1, stable=True), tau)
-
-
-def _softsort_in_order(scores: Array, order: Array, tau: float | Array) -> Array:
-  """``softsort`` given ``order = argsort(scores)``: ``sort(scores)`` is then a gather,
-  whose VJP (a scatter) equals that of ``jnp.sort`` but skips a second sort."""
+  order = jnp.argsort(scores, axis=-1, stable=True)
   sorted_scores = jnp.take_along_axis(scores, order, axis=-1)
   distances = jnp.abs(sorted_scores[..., :, None] - scores[..., None, :])
   return jax.nn.softmax(-distances / tau, axis=-1)
@@ -120,22 +115,50 @@ def _permute_fwd(x: Array, scores: Array, tau: Array):
   return jnp.take(x, order, axis=-1), (x, scores, order, tau)
 
 
-def _permute_bwd(residuals, grad_out: Array):
-  """VJP of the relaxation ``x @ softsort(scores, tau).T`` (straight-through).
+def _softsort_pullback(scores: Array, order: Array, tau: Array, cotangent: Array) -> Array:
+  """The VJP of ``softsort`` [n, n] at ``scores`` [n] (``order = argsort(scores)``).
 
-  With ``S = softsort(scores, tau)`` [n, n] and ``y = x @ S.T``: ``dL/dx = g @ S`` and
-  ``dL/dS = sum_batch g^T x`` [n, n], pulled back through ``softsort`` by autodiff (it
-  fuses better than a hand-written pullback, measured). The forward's ``order`` stands in
-  for a second sort. ``tau`` is a hyperparameter and gets a zero cotangent.
+  With ``d_ij = sort(scores)_i - scores_j``, ``S = softmax_j(-|d_ij| / tau)`` and
+  ``A = cotangent``: the softmax pullback is ``S * (A - r)`` with ``r_i = sum_j S_ij A_ij``,
+  and ``w = sign(d) * S * (A - r) / tau`` flows to ``scores_j`` (column sums) and, with a
+  minus sign, to ``sort(scores)_i`` (row sums), which the inverse order routes back to
+  ``scores``. The row maximum of the logits is 0 (the diagonal ``j = order[i]``), so the
+  softmax needs no shift. Reductions are mat-vecs: on CPU this runs in about half the time
+  of autodiff through ``softsort`` (measured at n = 256).
+  """
+  n = scores.shape[-1]
+  distances = jnp.take(scores, order)[:, None] - scores[None, :]
+  ones = jnp.ones((n,), cotangent.dtype)
+  unnormalised = jnp.exp(jnp.abs(distances) * (-1.0 / tau))
+  soft = unnormalised / (unnormalised @ ones)[:, None]
+  row_dot = (soft * cotangent) @ ones
+  pulled = jnp.sign(distances) * soft * (cotangent - row_dot[:, None])
+  inverse = _inverse_order(order)
+  return (ones @ pulled - jnp.take(pulled @ ones, inverse)) / tau
+
+
+def _inverse_order(order: Array) -> Array:
+  """``invert`` without the concrete-value check (for use under tracing)."""
+  n = order.shape[-1]
+  return jnp.zeros_like(order).at[order].set(jnp.arange(n, dtype=order.dtype))
+
+
+def _permute_bwd(residuals, grad_out: Array):
+  """VJP of the straight-through ``x @ (H + S - stop_gradient(S)).T`` (the reference code's).
+
+  ``H = I[order, :]`` is the hard permutation and ``S = softsort(scores, tau)`` its
+  relaxation; the matrix's value is ``H``, its gradient ``S``'s. So ``dL/dx = g @ H``, the
+  transpose of the forward gather (a gather by the inverse order, no matmul), and
+  ``dL/dS = sum_batch g^T x`` [n, n], pulled back through ``softsort``. ``x @ H.T`` is never
+  built. ``tau`` is a hyperparameter and gets a zero cotangent.
   """
   x, scores, order, tau = residuals
   n = scores.shape[-1]
-  soft, softsort_vjp = jax.vjp(lambda s: _softsort_in_order(s, order, tau), scores)
-  grad_x = (grad_out @ soft.astype(grad_out.dtype)).astype(x.dtype)
-  grad_flat = grad_out.reshape(-1, n).astype(soft.dtype)
-  x_flat = x.reshape(-1, n).astype(soft.dtype)
-  (grad_scores,) = softsort_vjp(grad_flat.T @ x_flat)
-  return grad_x, grad_scores.astype(scores.dtype), jnp.zeros_like(tau)
+  grad_x = jnp.take(grad_out, _inverse_order(order), axis=-1).astype(x.dtype)
+  grad_flat = grad_out.reshape(-1, n).astype(scores.dtype)
+  x_flat = x.reshape(-1, n).astype(scores.dtype)
+  grad_scores = _softsort_pullback(scores, order, tau, grad_flat.T @ x_flat)
+  return grad_x, grad_scores, jnp.zeros_like(tau)
 
 
 _permute.defvjp(_permute_fwd, _permute_bwd)
@@ -144,10 +167,11 @@ _permute.defvjp(_permute_fwd, _permute_bwd)
 def permute(x: Array, scores: Array, tau: float | Array = 1.0) -> Array:
   """Permutes the last axis of ``x`` by the wiring of ``scores``, learnably.
 
-  Forward: the exact integer gather ``x[..., argsort(scores)]``. Backward: the gradient of
-  the SoftSort relaxation ``x @ softsort(scores, tau).T`` with respect to ``x`` and
-  ``scores`` (straight-through, Sec. 3.2 of the paper). Works under ``jit``, ``vmap``,
-  ``grad`` and ``scan``; ``tau`` receives no gradient.
+  Forward: the exact integer gather ``x[..., argsort(scores)]``. Backward: the
+  straight-through gradient of the reference code, ``x @ (H + S - stop_gradient(S)).T`` with
+  ``H`` the hard permutation and ``S = softsort(scores, tau)`` (Eq. 4): ``x`` gets the exact
+  gradient of the gather (``g @ H``), ``scores`` that of the relaxation through ``S``.
+  Works under ``jit``, ``vmap``, ``grad`` and ``scan``; ``tau`` receives no gradient.
 
   Args:
     x: [..., n] inputs; any leading batch shape.

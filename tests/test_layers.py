@@ -16,8 +16,12 @@ N = 8
 
 
 def reference_permute(x, scores, tau):
-  """The relaxation the custom VJP must differentiate: x @ softsort(scores, tau).T."""
-  return x @ layers.softsort(scores, tau).T
+  """The reference code's straight-through permutation, literally: ``x @ P.T`` with
+  ``P = hard + soft - stop_gradient(soft)``; its value is the hard permutation, its
+  gradient with respect to the scores is the relaxation's."""
+  soft = layers.softsort(scores, tau)
+  hard = jax.nn.one_hot(jnp.argmax(soft, axis=-1), scores.shape[-1], dtype=soft.dtype)
+  return x @ (hard + soft - jax.lax.stop_gradient(soft)).T
 
 
 def slow_softsort(scores, tau):
@@ -59,6 +63,17 @@ class SoftSortTest(parameterized.TestCase):
     errors = [np.abs(layers.softsort(scores, tau) - hard).max() for tau in (1.0, 0.1, 0.01, 1e-3)]
     self.assertTrue(np.all(np.diff(errors) < 0), errors)
     self.assertLess(errors[-1], 1e-6)
+
+  @parameterized.parameters(0.05, 0.3, 1.0, 3.0)
+  def test_hand_written_pullback_equals_autodiff(self, tau):
+    # Distinct scores: at a tie the subgradient of |d| at 0 is a convention (here 0, as
+    # PyTorch's; JAX's autodiff takes 1).
+    scores = jnp.array([0.3, 0.9, 0.1, 0.35, 0.5, 0.0, 0.75, 0.2])
+    cotangent = jax.random.normal(jax.random.key(2), (N, N))
+    _, pullback = jax.vjp(lambda s: layers.softsort(s, tau), scores)
+    order = jnp.argsort(scores, stable=True)
+    got = jax.jit(layers._softsort_pullback)(scores, order, jnp.float32(tau), cotangent)
+    np.testing.assert_allclose(got, pullback(cotangent)[0], rtol=1e-5, atol=1e-5)
 
   def test_rejects_nonpositive_tau(self):
     with pytest.raises(ValueError, match="tau must be > 0"):
@@ -102,15 +117,8 @@ class PermuteTest(chex.TestCase):
       outs = jax.vmap(fn, in_axes=(None, 0, None))(x, mode_scores, tau)  # [K, 5, N]
       return jnp.sum(weights * jnp.tanh(outs))
 
-    # Same forward values are needed for identical upstream gradients: feed the reference
-    # the hard outputs through a straight-through wrapper around its own relaxation.
-    def straight_through_reference(x, s, tau):
-      soft = reference_permute(x, s, tau)
-      hard = x[..., jnp.argsort(s)]
-      return soft + jax.lax.stop_gradient(hard - soft)
-
     got = jax.jit(jax.grad(lambda *a: loss(layers.permute, *a), argnums=(0, 1)))(x, mode_scores)
-    want = jax.grad(lambda *a: loss(straight_through_reference, *a), argnums=(0, 1))(x, mode_scores)
+    want = jax.grad(lambda *a: loss(reference_permute, *a), argnums=(0, 1))(x, mode_scores)
     chex.assert_trees_all_close(got, want, rtol=1e-5, atol=1e-5)
 
   def test_vjp_under_vmap_over_batched_scores(self):
@@ -136,12 +144,8 @@ class PermuteTest(chex.TestCase):
       _, per_step = jax.lax.scan(step, x, step_weights)
       return per_step.sum()
 
-    def straight_through_reference(x, s, tau):
-      soft = reference_permute(x, s, tau)
-      return soft + jax.lax.stop_gradient(x[..., jnp.argsort(s)] - soft)
-
     got = jax.jit(jax.grad(lambda *a: rollout(layers.permute, *a), argnums=(0, 1)))(x, scores)
-    want = jax.grad(lambda *a: rollout(straight_through_reference, *a), argnums=(0, 1))(x, scores)
+    want = jax.grad(lambda *a: rollout(reference_permute, *a), argnums=(0, 1))(x, scores)
     chex.assert_trees_all_close(got, want, rtol=1e-5, atol=1e-5)
 
   def test_traced_tau_gets_zero_gradient_and_no_retrace(self):

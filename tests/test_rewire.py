@@ -132,9 +132,12 @@ def _batch(key):
   return Transition(obs, act, jnp.ones(16), obs + 0.1, jnp.zeros(16), jnp.zeros(16))
 
 
-@pytest.mark.parametrize("num_modes", [1, 3])
-def test_vmapped_mode_loss_is_the_mean_of_per_mode_losses(num_modes):
-  method = make_method("rewire", CFG, num_modes=num_modes, distill_coef=0.3)
+@pytest.mark.parametrize("num_modes,dropout", [(1, 0.0), (3, 0.0), (3, 0.1)])
+def test_vmapped_mode_loss_is_the_mean_of_per_mode_losses(num_modes, dropout):
+  """Without noise "all" reuses the modes' own outputs as teachers; with dropout it runs a
+  plain teacher forward. Either way: the mean of K losses computed one by one, and its
+  gradient."""
+  method = make_method("rewire", CFG, num_modes=num_modes, distill_coef=0.3, dropout=dropout)
   nets = method.make_networks(OBS, ACT, CFG)
   params = base.networks_lib.init_agent_params(nets, jax.random.key(0), OBS, ACT, 1.0)
   # Make the modes differ.
@@ -150,18 +153,26 @@ def test_vmapped_mode_loss_is_the_mean_of_per_mode_losses(num_modes):
   wrapped = method.wrap_losses(sac_losses, nets, CFG)
   batch, key, task = _batch(jax.random.key(4)), jax.random.key(5), jnp.int32(1)
   loss, aux = wrapped.actor(params.actor, params, batch, task, key)
-  per_mode = []
-  for k in range(num_modes):
-    key_mode = jax.random.fold_in(key, 1000 + k)
-    base_loss, base_aux = sac_losses.actor(params.actor, params, batch, task, key_mode, k)
-    distill = 0.0
-    if num_modes > 1:
-      offset = jax.random.randint(jax.random.fold_in(key, 2 + k), (), 1, num_modes)
-      teacher = (k + int(offset)) % num_modes
-      mu_t, log_std_t = nets.actor.apply(params.actor, batch.obs, task, teacher)
-      distill = rw.distillation(mu_t, log_std_t, base_aux.mu, base_aux.log_std, "kl")
-    per_mode.append(float(base_loss + 0.3 * distill))
+
+  def one_by_one(actor_params):
+    per_mode = []
+    for k in range(num_modes):
+      key_mode = jax.random.fold_in(key, 1000 + k)
+      base_loss, base_aux = sac_losses.actor(actor_params, params, batch, task, key_mode, k)
+      distill = 0.0
+      if num_modes > 1:
+        offset = jax.random.randint(jax.random.fold_in(key, 2 + k), (), 1, num_modes)
+        teacher = (k + int(offset)) % num_modes
+        mu_t, log_std_t = nets.actor.apply(actor_params, batch.obs, task, teacher)
+        distill = rw.distillation(mu_t, log_std_t, base_aux.mu, base_aux.log_std, "kl")
+      per_mode.append(base_loss + 0.3 * distill)
+    return jnp.stack(per_mode)
+
+  per_mode = np.asarray(one_by_one(params.actor))
   np.testing.assert_allclose(float(loss), np.mean(per_mode), rtol=1e-5)
+  grads = jax.grad(lambda a: wrapped.actor(a, params, batch, task, key)[0])(params.actor)
+  grads_one_by_one = jax.grad(lambda a: jnp.mean(one_by_one(a)))(params.actor)
+  chex.assert_trees_all_close(grads, grads_one_by_one, rtol=1e-4, atol=1e-6)
   if num_modes == 1:
     assert float(aux.metrics["rewire/distill"]) == 0.0
   else:

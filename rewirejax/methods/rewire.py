@@ -170,10 +170,9 @@ def alignment_loss(actor_params: Params, anchor: Params, tau: float, align: bool
   total = jnp.float32(0.0)
   for l, name in enumerate(_hidden_names(actor_params)):
     kernel, bias = anchor[name]["kernel"], anchor[name]["bias"]
-    if align:
-      out_scores = params[f"adapter_out_{l}"]
-      kernel = layers.permute(kernel, out_scores, tau)  # Columns: M[:, o].
-      bias = layers.permute(bias, out_scores, tau)
+    if align:  # Columns M[:, o] and m[o] in one permutation (one SoftSort pullback).
+      stacked = layers.permute(jnp.vstack([kernel, bias]), params[f"adapter_out_{l}"], tau)
+      kernel, bias = stacked[:-1], stacked[-1]
       if l > 0:  # Rows: M[i, :].
         kernel = layers.permute(kernel.T, params[f"adapter_in_{l}"], tau).T
     total += jnp.sum((params[name]["kernel"] - kernel) ** 2)
@@ -287,17 +286,23 @@ def make_rewire(max_tasks: int, rc: RewireConfig = RewireConfig(), name: str = "
       mode = jax.random.randint(jax.random.fold_in(key, 1), (), 0, num_modes)
       return losses.critic(critic_params, params, batch, task_id, key, mode)
 
-    def one_mode(actor_params, params, batch, task_id, key, mode, coefs):
+    # The training forward equals the plain one when it adds no noise: then a mode's student
+    # outputs serve as the teacher of another mode, and "all" needs no extra forward passes.
+    noiseless_training = rc.gumbel_noise == 0 and rc.dropout == 0
+
+    def student(actor_params, params, batch, task_id, key, mode, coefs):
       # Each mode draws its own action noise: with shared noise, modes that start equal (all
       # of them, at identity) would get equal gradients and never part.
       key_mode = jax.random.fold_in(key, 1000 + mode)
-      loss, aux = losses.actor(actor_params, params, batch, task_id, key_mode, mode, coefs.tau)
-      if num_modes == 1:
-        return loss, aux._replace(metrics={**aux.metrics, "rewire/distill": jnp.float32(0.0)})
+      return losses.actor(actor_params, params, batch, task_id, key_mode, mode, coefs.tau)
+
+    def teacher_of(key, mode):
+      """A random mode other than ``mode``."""
       offset = jax.random.randint(jax.random.fold_in(key, 2 + mode), (), 1, num_modes)
-      teacher = (mode + offset) % num_modes
-      mu_t, log_std_t = networks.actor.apply(actor_params, batch.obs, task_id, teacher)
-      distill = distillation(mu_t, log_std_t, aux.mu, aux.log_std, rc.distill)
+      return (mode + offset) % num_modes
+
+    def with_distillation(loss, aux, teacher_out, coefs):
+      distill = distillation(*teacher_out, aux.mu, aux.log_std, rc.distill)
       metrics = {**aux.metrics, "rewire/distill": distill}
       return loss + coefs.distill_coef * distill, aux._replace(metrics=metrics)
 
@@ -305,14 +310,30 @@ def make_rewire(max_tasks: int, rc: RewireConfig = RewireConfig(), name: str = "
       """Mean over all K modes (vmapped) or one random mode of (SAC loss + distillation)."""
       del mode, tau
       coefs = coefs_of(method_state)
-      if rc.mode_update == "sample":
-        mode = jax.random.randint(jax.random.fold_in(key, 1), (), 0, num_modes)
-        return one_mode(actor_params, params, batch, task_id, key, mode, coefs)
-      loss, aux = jax.vmap(lambda k: one_mode(actor_params, params, batch, task_id, key, k, coefs))(
-        jnp.arange(num_modes)
+
+      def teacher_forward(teacher):
+        return networks.actor.apply(actor_params, batch.obs, task_id, teacher)
+
+      if rc.mode_update == "sample" or num_modes == 1:
+        mode = 0
+        if num_modes > 1:
+          mode = jax.random.randint(jax.random.fold_in(key, 1), (), 0, num_modes)
+        loss, aux = student(actor_params, params, batch, task_id, key, mode, coefs)
+        if num_modes == 1:  # No other mode to distil from.
+          return loss, aux._replace(metrics={**aux.metrics, "rewire/distill": jnp.float32(0.0)})
+        teacher_out = teacher_forward(teacher_of(key, mode))
+        return with_distillation(loss, aux, teacher_out, coefs)
+      modes = jnp.arange(num_modes)
+      loss, aux = jax.vmap(lambda k: student(actor_params, params, batch, task_id, key, k, coefs))(
+        modes
       )
-      mean = jax.tree.map(lambda x: jnp.mean(x, axis=0), aux)
-      return jnp.mean(loss), mean
+      teachers = jax.vmap(lambda k: teacher_of(key, k))(modes)
+      if noiseless_training:
+        teacher_out = (aux.mu[teachers], aux.log_std[teachers])
+      else:
+        teacher_out = jax.vmap(teacher_forward)(teachers)
+      loss, aux = jax.vmap(lambda *a: with_distillation(*a, coefs))(loss, aux, teacher_out)
+      return jnp.mean(loss), jax.tree.map(lambda x: jnp.mean(x, axis=0), aux)
 
     return SACLosses(critic_loss, actor_loss, losses.alpha)
 
