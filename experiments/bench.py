@@ -149,6 +149,11 @@ def bench_sac_update(num_updates: int = 64) -> dict[str, float]:
   ``num_updates`` update groups (policy delay 1: one critic + one actor/alpha step each)
   scanned in one jit, sampling from a filled replay buffer. Anchors on this 2-core CPU
   (issue 3): PyTorch eager 99 updates/s, one jitted JAX update 245/s, 64 scanned 279/s.
+
+  Also prints the update's FLOPs (XLA's cost analysis of one compiled update; it counts a
+  scan's body once, whatever its length) and, in the same run, the rate of a 256 x 256 x 256
+  matmul, the shape the update is made of: updates/s cannot exceed that rate divided by the
+  FLOPs per update by much.
   """
   from rewirejax import sac
   from rewirejax.config import SACConfig
@@ -157,7 +162,7 @@ def bench_sac_update(num_updates: int = 64) -> dict[str, float]:
 
   obs_size, act_size, capacity = 17, 6, 100_000
   cfg = SACConfig()
-  calls = {}
+  calls, flops = {}, {}
   for label, permuted in (("PermutedDense actor (K=1)", True), ("Dense actor", False)):
     nets = make_sac_networks(obs_size, act_size, num_heads=8, permuted=permuted)
     params = init_agent_params(nets, jax.random.key(0), obs_size, act_size, 2.0)
@@ -169,21 +174,41 @@ def bench_sac_update(num_updates: int = 64) -> dict[str, float]:
     )
 
     @jax.jit
-    def run(learner, key):
+    def run(learner, key, update_group=update_group):  # Bound now: timed after the loop.
       def body(learner, k):
         return update_group(learner, replay, (), jnp.int32(0), k)
 
       return jax.lax.scan(body, learner, jax.random.split(key, num_updates))[0]
 
     calls[label] = lambda run=run, learner=learner: run(learner, jax.random.key(2))
-  results = {label: num_updates / seconds for label, seconds in time_interleaved(calls).items()}
+    one_update = jax.jit(
+      lambda learner, key, update_group=update_group: update_group(
+        learner, replay, (), jnp.int32(0), key
+      )
+    )
+    flops[label] = _flops(one_update, learner, jax.random.key(2))
+  matrix = jax.random.normal(jax.random.key(3), (256, 256))
+  matmul = jax.jit(lambda a: a @ a)
+  calls["256^3 matmul"] = lambda: matmul(matrix)
+  seconds = time_interleaved(calls)
+  matmul_gflops = 2 * 256**3 / seconds.pop("256^3 matmul") / 1e9
+  results = {label: num_updates / sec for label, sec in seconds.items()}
   print(f"\n## Bare SAC update, HalfCheetah sizes, {num_updates} scanned per jit")
+  print(f"256^3 matmul on this machine: {matmul_gflops:.0f} GFLOP/s")
   for label, rate in results.items():
     print(
       f"{label:32}{rate:>8.0f} updates/s  ({rate / 99:.2f}x PyTorch eager, "
-      f"{rate / 279:.2f}x scanned-JAX anchor)"
+      f"{rate / 279:.2f}x scanned-JAX anchor); {flops[label] / 1e9:.2f} GFLOP/update, "
+      f"{rate * flops[label] / 1e9:.0f} GFLOP/s, ceiling at the matmul rate "
+      f"{matmul_gflops * 1e9 / flops[label]:.0f} updates/s"
     )
   return results
+
+
+def _flops(jitted: Callable[..., object], *args: object) -> float:
+  """FLOPs of one call, from XLA's cost analysis of the compiled program."""
+  cost = jitted.lower(*args).compile().cost_analysis()
+  return float((cost[0] if isinstance(cost, list) else cost)["flops"])
 
 
 def bench_rewire_update(num_updates: int = 32) -> dict[str, float]:
