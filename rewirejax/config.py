@@ -130,6 +130,9 @@ class RewireConfig:
   align: bool = True  # Adapters P', P'' (Eqs. 9-12); False: plain L2 with the same coefficient.
   align_coef: float = 1.0  # beta, on L_SP summed over the hidden layers' weights and biases.
   align_tau: float = 0.1  # tau2, SoftSort temperature of the adapters.
+  # "norm": ||W - P'^T M P''||^2 (Eq. 11); "correlation": the reference's ||W||^2 - 2 <P'^T M P'', W>
+  # (it drops ||P'^T M P''||^2, constant for hard permutations but not for their gradient).
+  align_loss: str = "norm"
   cache_wirings: bool = True  # One cached wiring per task (False: old tasks use the current one).
   rollback_if_worse: bool = True  # Restore the start of the task if no mode beats it.
   task_slots: int = 0  # 0: each task its own wiring and head; n: task t uses slot t % n.
@@ -141,6 +144,8 @@ class RewireConfig:
       raise ValueError(f"num_modes must be >= 1, got {self.num_modes}.")
     if self.mode_update not in ("all", "sample"):
       raise ValueError(f"mode_update must be 'all' or 'sample', got {self.mode_update!r}.")
+    if self.align_loss not in ("norm", "correlation"):
+      raise ValueError(f"align_loss must be 'norm' or 'correlation', got {self.align_loss!r}.")
     if self.distill not in ("kl", "mse"):
       raise ValueError(f"distill must be 'kl' or 'mse', got {self.distill!r}.")
     if self.tau <= 0 or self.align_tau <= 0:

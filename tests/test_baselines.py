@@ -82,16 +82,19 @@ def test_anchor_is_the_last_tasks_policy_and_importance_accumulates(name):
 # ------------------------------------------------------------------------------------ PackNet
 
 
-def test_prune_keeps_the_top_fraction_of_free_weights_by_magnitude():
+@pytest.mark.parametrize("owned_fraction", [0.3, 0.9])
+def test_prune_gives_the_task_a_share_of_the_layer_from_the_free_weights(owned_fraction):
+  """The reference's rule: ``kthvalue`` at ``int(size * (1 - keep))`` of ``|w * free|``, keep
+  what is above it (all free weights when fewer than the share are left)."""
   rng = np.random.default_rng(0)
   weights = rng.normal(size=(6, 7)).astype(np.float32)
-  owner = np.where(rng.random((6, 7)) < 0.3, 0, packnet_lib.FREE).astype(np.int32)
+  owner = np.where(rng.random((6, 7)) < owned_fraction, 0, packnet_lib.FREE).astype(np.int32)
   new_owner = np.asarray(packnet_lib.prune_free_weights(weights, owner, 1, 0.25))
-  free = np.flatnonzero(owner == packnet_lib.FREE)
-  keep = int(np.ceil(0.25 * free.size))
-  expected = owner.copy().ravel()
-  expected[free[np.argsort(-np.abs(weights.ravel()[free]), kind="stable")[:keep]]] = 1
+  free_magnitude = np.abs(weights * (owner == packnet_lib.FREE)).ravel()
+  cutoff = np.sort(free_magnitude)[int(weights.size * 0.75) - 1]  # torch.kthvalue, 1-based.
+  expected = np.where(free_magnitude > cutoff, 1, owner.ravel())
   np.testing.assert_array_equal(new_owner.ravel(), expected)
+  assert np.sum(new_owner == 1) == min(42 - int(0.75 * 42), np.sum(owner == packnet_lib.FREE))
 
 
 def test_packnet_freezes_earlier_weights_partitions_and_evaluates_with_owned_weights_only():
@@ -115,9 +118,11 @@ def test_packnet_freezes_earlier_weights_partitions_and_evaluates_with_owned_wei
   values = np.concatenate([np.ravel(o) for o in jax.tree.leaves(owners)])
   assert set(np.unique(values)) <= {packnet_lib.FREE, 0, 1, 2}
   assert all(np.any(values == t) for t in range(3))
-  # Each task keeps ceil(12.5 %) of what was free before it (per leaf).
-  leaf = np.asarray(owners["params"]["hidden_0"]["kernel"])
-  assert np.sum(leaf == 0) == np.ceil(0.125 * leaf.size)
+  # Each task gets the same 12.5 % share of every leaf (the reference's rule, not a share of
+  # what is left).
+  for leaf in jax.tree.leaves(owners):
+    share = leaf.size - int(0.875 * leaf.size)
+    assert [np.sum(np.asarray(leaf) == t) for t in range(3)] == [share] * 3
   # Evaluating task 0 ignores weights owned by later tasks (changing them changes nothing).
   params = state.learner.params
   perturbed = params._replace(

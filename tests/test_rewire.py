@@ -106,6 +106,68 @@ def test_alignment_gradient_reaches_the_adapters_and_weights():
   assert float(jnp.abs(plain["adapter_out_0"]).sum()) == 0
 
 
+def _straight_through(scores, tau):
+  """The reference's adapter matrix: hard + soft - stop_gradient(soft)."""
+  soft = layers.softsort(scores, tau)
+  hard = jax.nn.one_hot(layers.wiring_of(scores), scores.shape[-1], dtype=soft.dtype)
+  return hard + soft - jax.lax.stop_gradient(soft)
+
+
+@pytest.mark.parametrize("form", ["norm", "correlation"])
+def test_alignment_loss_equals_the_matrix_form_with_straight_through_adapters(form):
+  """Eq. 11 ("norm") and the reference's ``-2 sum((zp^T M ap) * W) + sum W^2``
+  ("correlation") written with explicit [n, n] straight-through matrices: same values and
+  same gradients for the weights and every adapter."""
+  _, actor = _actor()
+  anchor = rw.hidden_weights(actor)
+  keys = iter(jax.random.split(jax.random.key(3), 32))
+  moved = jax.tree.map(lambda x: x + 0.3 * jax.random.normal(next(keys), x.shape), actor)
+  tau = 0.1
+
+  def matrix_form(actor_params):
+    params = actor_params["params"]
+    total = 0.0
+    for l in range(3):
+      name = f"hidden_{l}"
+      p_out = _straight_through(params[f"adapter_out_{l}"], tau)  # M[:, o] = M @ P_out^T.
+      kernel = anchor[name]["kernel"] @ p_out.T
+      if l > 0:  # M[i, :] = P_in @ M.
+        kernel = _straight_through(params[f"adapter_in_{l}"], tau) @ kernel
+      bias = anchor[name]["bias"] @ p_out.T
+      for current, target in ((params[name]["kernel"], kernel), (params[name]["bias"], bias)):
+        if form == "norm":
+          total += jnp.sum((current - target) ** 2)
+        else:
+          total += jnp.sum(current**2) - 2.0 * jnp.sum(target * current)
+    return total
+
+  def ours(p):
+    return rw.alignment_loss(p, anchor, tau, align=True, form=form)
+
+  np.testing.assert_allclose(float(ours(moved)), float(matrix_form(moved)), rtol=1e-5)
+  chex.assert_trees_all_close(
+    jax.grad(ours)(moved), jax.grad(matrix_form)(moved), rtol=1e-4, atol=1e-5
+  )
+  adapter_grad = jax.grad(ours)(moved)["params"]["adapter_out_1"]
+  assert float(jnp.abs(adapter_grad).sum()) > 0
+
+
+def test_the_two_alignment_forms_differ_by_the_anchor_norm_and_in_the_adapter_gradient():
+  _, actor = _actor()
+  anchor = rw.hidden_weights(actor)
+  keys = iter(jax.random.split(jax.random.key(4), 32))
+  moved = jax.tree.map(lambda x: x + 0.3 * jax.random.normal(next(keys), x.shape), actor)
+  norm, correlation = (
+    (lambda p, f=f: rw.alignment_loss(p, anchor, 0.1, align=True, form=f))
+    for f in ("norm", "correlation")
+  )
+  anchor_norm = sum(float(jnp.sum(x**2)) for x in jax.tree.leaves(anchor))
+  np.testing.assert_allclose(float(norm(moved)) - float(correlation(moved)), anchor_norm, rtol=1e-5)
+  g_norm, g_corr = jax.grad(norm)(moved)["params"], jax.grad(correlation)(moved)["params"]
+  np.testing.assert_allclose(g_norm["hidden_1"]["kernel"], g_corr["hidden_1"]["kernel"], atol=1e-5)
+  assert not np.allclose(g_norm["adapter_out_1"], g_corr["adapter_out_1"], atol=1e-5)
+
+
 def test_distillation_forms_by_hand():
   mu_t, log_std_t = jnp.array([[0.5, -1.0]]), jnp.log(jnp.array([[2.0, 0.5]]))
   mu, log_std = jnp.array([[0.0, 0.0]]), jnp.log(jnp.array([[1.0, 1.0]]))
@@ -132,23 +194,26 @@ def _batch(key):
   return Transition(obs, act, jnp.ones(16), obs + 0.1, jnp.zeros(16), jnp.zeros(16))
 
 
-@pytest.mark.parametrize("num_modes,dropout", [(1, 0.0), (3, 0.0), (3, 0.1)])
-def test_vmapped_mode_loss_is_the_mean_of_per_mode_losses(num_modes, dropout):
+@pytest.mark.parametrize(
+  "num_modes,dropout,mode_update",
+  [(1, 0.0, "all"), (3, 0.0, "all"), (3, 0.1, "all"), (3, 0.0, "sample")],
+)
+def test_vmapped_mode_loss_is_the_mean_of_per_mode_losses(num_modes, dropout, mode_update):
   """Without noise "all" reuses the modes' own outputs as teachers; with dropout it runs a
   plain teacher forward. Either way: the mean of K losses computed one by one, and its
-  gradient."""
-  method = make_method("rewire", CFG, num_modes=num_modes, distill_coef=0.3, dropout=dropout)
+  gradient. "sample": the loss of the one mode drawn from the key."""
+  method = make_method(
+    "rewire", CFG, num_modes=num_modes, distill_coef=0.3, dropout=dropout, mode_update=mode_update
+  )
   nets = method.make_networks(OBS, ACT, CFG)
   params = base.networks_lib.init_agent_params(nets, jax.random.key(0), OBS, ACT, 1.0)
-  # Make the modes differ.
-  shuffled = rw.with_wirings(
-    params.actor, jnp.stack([_random_order(jax.random.key(i)) for i in range(3)])
-  )
-  scores = (
-    shuffled["params"]["hidden_1"]["scores"].at[0].set(layers.identity_scores(None, (WIDTH,)))
-  )
-  actor = rw._replace_layers(shuffled, {"hidden_1": {"scores": scores}})
-  params = params._replace(actor=actor)
+  # Every mode of every layer its own random scores: the modes (and teachers) all differ.
+  layer_keys = iter(jax.random.split(jax.random.key(9), 3))
+  fields = {
+    f"hidden_{l}": {"scores": jax.random.uniform(next(layer_keys), (num_modes, WIDTH))}
+    for l in range(3)
+  }
+  params = params._replace(actor=rw._replace_layers(params.actor, fields))
   sac_losses = make_losses(nets, CFG.sac, ACT)
   wrapped = method.wrap_losses(sac_losses, nets, CFG)
   batch, key, task = _batch(jax.random.key(4)), jax.random.key(5), jnp.int32(1)
@@ -168,16 +233,21 @@ def test_vmapped_mode_loss_is_the_mean_of_per_mode_losses(num_modes, dropout):
       per_mode.append(base_loss + 0.3 * distill)
     return jnp.stack(per_mode)
 
+  def expected(actor_params):
+    if mode_update == "sample":
+      drawn = jax.random.randint(jax.random.fold_in(key, 1), (), 0, num_modes)
+      return one_by_one(actor_params)[drawn]
+    return jnp.mean(one_by_one(actor_params))
+
   per_mode = np.asarray(one_by_one(params.actor))
-  np.testing.assert_allclose(float(loss), np.mean(per_mode), rtol=1e-5)
+  np.testing.assert_allclose(float(loss), float(expected(params.actor)), rtol=1e-5)
   grads = jax.grad(lambda a: wrapped.actor(a, params, batch, task, key)[0])(params.actor)
-  grads_one_by_one = jax.grad(lambda a: jnp.mean(one_by_one(a)))(params.actor)
-  chex.assert_trees_all_close(grads, grads_one_by_one, rtol=1e-4, atol=1e-6)
+  chex.assert_trees_all_close(grads, jax.grad(expected)(params.actor), rtol=1e-4, atol=1e-6)
   if num_modes == 1:
     assert float(aux.metrics["rewire/distill"]) == 0.0
   else:
     assert float(aux.metrics["rewire/distill"]) > 0.0
-    assert len(set(np.round(per_mode, 5))) > 1  # The modes really differ.
+    assert len(set(np.round(per_mode, 5))) == num_modes  # The modes really differ.
 
 
 class _FakeTools:

@@ -2,8 +2,10 @@
 
 Every actor weight has an owner: a task, or none (free, ``-1``). During task ``t`` only the free
 weights train; the weights of earlier tasks are used but frozen. At the task's end, in every
-layer (every leaf) the top ``keep_fraction`` of the still-free weights by ``|w|`` become task
-``t``'s, the other free weights are set to zero, and ``finetune_updates`` SAC updates retrain
+layer (every leaf) the ``keep_fraction`` share of the leaf's weights, chosen among the still-free
+ones by ``|w|``, becomes task ``t``'s (the reference code's rule: with 12.5 %, 8 tasks fill the
+network; not 12.5 % of what is left, which would shrink geometrically), the other free weights
+are set to zero, and ``finetune_updates`` SAC updates retrain
 task ``t``'s weights alone on its replay buffer. Evaluating task ``t`` uses only the weights owned
 by tasks ``<= t``. Freezing is a multiply on the gradients (``mask_grads``) with fresh Adam
 states per phase, so a frozen weight's update is exactly zero, plus a ``where`` on the weights
@@ -40,10 +42,12 @@ class PackNetState(NamedTuple):
 
 
 def prune_free_weights(weights: Array, owner: Array, task_id, keep_fraction: float) -> Array:
-  """The new owner map of one leaf: the ``ceil(keep_fraction * num_free)`` free weights of
-  largest ``|w|`` go to ``task_id`` (ties broken by position); the rest keep their owner."""
+  """The new owner map of one leaf: its ``size - floor((1 - keep_fraction) * size)`` free
+  weights of largest ``|w|`` (all free ones, if fewer) go to ``task_id``, ties broken by
+  position; the rest keep their owner. The count is the reference's (``kthvalue`` at
+  ``int(size * prune_coeff)``, ``prune_coeff = 1 - keep_fraction``)."""
   free = owner == FREE
-  num_keep = jnp.ceil(keep_fraction * jnp.sum(free)).astype(jnp.int32)
+  num_keep = weights.size - int((1.0 - keep_fraction) * weights.size)
   magnitude = jnp.where(free, jnp.abs(weights), -jnp.inf).ravel()
   rank = jnp.empty_like(magnitude, dtype=jnp.int32)
   rank = rank.at[jnp.argsort(-magnitude, stable=True)].set(jnp.arange(magnitude.size))
@@ -61,7 +65,7 @@ def owned_by(actor_params: Params, owner: Params, last_task) -> Params:
 def make_packnet(
   max_tasks: int, keep_fraction: float = 0.125, finetune_updates: int = 100_000
 ) -> base.Method:
-  """PackNet keeping ``keep_fraction`` of the free weights per task, retrained for
+  """PackNet giving each task ``keep_fraction`` of every layer, retrained for
   ``finetune_updates`` SAC updates (the paper: 12.5 %, 100 k)."""
   if not 0.0 < keep_fraction <= 1.0:
     raise ValueError(f"keep_fraction must be in (0, 1], got {keep_fraction}.")

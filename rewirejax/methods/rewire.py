@@ -163,9 +163,17 @@ def refine_wirings(wirings: Array, out_orders: Array, in_orders: Array) -> Array
   return layers.compose(layers.compose(layers.invert(out_orders), wirings), next_in)
 
 
-def alignment_loss(actor_params: Params, anchor: Params, tau: float, align: bool) -> Array:
+def alignment_loss(
+  actor_params: Params, anchor: Params, tau: float, align: bool, form: str = "norm"
+) -> Array:
   """``L_SP = sum_l ||W_l - M_l[P''_l][:, P'_l]||^2 + ||b_l - m_l[P'_l]||^2`` (Eq. 11), the
-  adapters as straight-through SoftSort permutations; without ``align``, plain L2 to M."""
+  adapters as straight-through SoftSort permutations; without ``align``, plain L2 to M.
+
+  ``form="correlation"`` is the reference code's version: each term without its
+  ``||M[P''][:, P']||^2``, i.e. ``||W||^2 - 2 <M[P''][:, P'], W>``. The dropped term is constant
+  for hard permutations (so the value only shifts, and W's gradient is the same), but its
+  straight-through gradient reaches the adapters: the reference's adapters follow the
+  correlation with W alone."""
   params = actor_params["params"]
   total = jnp.float32(0.0)
   for l, name in enumerate(_hidden_names(actor_params)):
@@ -175,8 +183,11 @@ def alignment_loss(actor_params: Params, anchor: Params, tau: float, align: bool
       kernel, bias = stacked[:-1], stacked[-1]
       if l > 0:  # Rows: M[i, :].
         kernel = layers.permute(kernel.T, params[f"adapter_in_{l}"], tau).T
-    total += jnp.sum((params[name]["kernel"] - kernel) ** 2)
-    total += jnp.sum((params[name]["bias"] - bias) ** 2)
+    for current, target in ((params[name]["kernel"], kernel), (params[name]["bias"], bias)):
+      if form == "correlation":
+        total += jnp.sum(current**2) - 2.0 * jnp.sum(target * current)
+      else:
+        total += jnp.sum((current - target) ** 2)
   return total
 
 
@@ -288,6 +299,7 @@ def make_rewire(max_tasks: int, rc: RewireConfig = RewireConfig(), name: str = "
 
     # The training forward equals the plain one when it adds no noise: then a mode's student
     # outputs serve as the teacher of another mode, and "all" needs no extra forward passes.
+    # (``make_networks`` above builds the actor's noise and dropout from the same ``rc``.)
     noiseless_training = rc.gumbel_noise == 0 and rc.dropout == 0
 
     def student(actor_params, params, batch, task_id, key, mode, coefs):
@@ -340,7 +352,7 @@ def make_rewire(max_tasks: int, rc: RewireConfig = RewireConfig(), name: str = "
   def penalty(actor_params, state, batch, task_id):
     del batch, task_id
     active = jnp.any(state.cached).astype(jnp.float32)  # From the end of the first task on.
-    loss = alignment_loss(actor_params, state.anchor, rc.align_tau, rc.align)
+    loss = alignment_loss(actor_params, state.anchor, rc.align_tau, rc.align, rc.align_loss)
     return state.coefs.align_coef * active * loss, {"rewire/align": loss}
 
   def end_task(params, state, replay, task_id, key, tools):
