@@ -130,8 +130,9 @@ class RewireConfig:
   align: bool = True  # Adapters P', P'' (Eqs. 9-12); False: plain L2 with the same coefficient.
   align_coef: float = 1.0  # beta, on L_SP summed over the hidden layers' weights and biases.
   align_tau: float = 0.1  # tau2, SoftSort temperature of the adapters.
-  # "norm": ||W - P'^T M P''||^2 (Eq. 11); "correlation": the reference's ||W||^2 - 2 <P'^T M P'', W>
-  # (it drops ||P'^T M P''||^2, constant for hard permutations but not for their gradient).
+  # "norm": ||W - P'^T M P''||^2 (Eq. 11); "correlation": the reference's
+  # ||W||^2 - 2 <P'^T M P'', W> (without ||P'^T M P''||^2: constant for hard permutations,
+  # not for their straight-through gradient).
   align_loss: str = "norm"
   cache_wirings: bool = True  # One cached wiring per task (False: old tasks use the current one).
   rollback_if_worse: bool = True  # Restore the start of the task if no mode beats it.

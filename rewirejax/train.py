@@ -106,6 +106,7 @@ def make_trainer(cfg: RunConfig, env: TaskEnv, method: Method) -> Trainer:
   tools = TrainerTools(
     networks=networks,
     init_actor=lambda key: init_params(key).actor,
+    init_critic=lambda key: init_params(key).critic,
     evaluate=evaluate_actor,
     finetune=finetune,
   )

@@ -227,7 +227,7 @@ def _stub_tools(method, weights):
 
   networks = method.make_networks(TargetReachEnv().observation_size, 2, CFG)
   evaluate = lambda actor, task_id, key: jnp.dot(actor["subspace"]["alpha"], weights)  # noqa: E731
-  return TrainerTools(networks, None, evaluate, None)
+  return TrainerTools(networks, init_actor=None, init_critic=None, evaluate=evaluate, finetune=None)
 
 
 def test_csp_new_anchor_starts_at_the_mean_and_old_anchors_stay_frozen():
@@ -241,6 +241,33 @@ def test_csp_new_anchor_starts_at_the_mean_and_old_anchors_stay_frozen():
   chex.assert_trees_all_equal(
     after_first.learner.params.actor["subspace"], {"alpha": jnp.eye(4)[0]}
   )
+
+
+def test_csp_starts_a_fresh_critic_with_the_new_anchor():
+  _, trainer, after_first, _ = _csp_before_second_end()
+  begun = jax.jit(trainer.begin_task)(after_first, jnp.int32(1))
+  critic, target = begun.learner.params.critic, begun.learner.params.target_critic
+  chex.assert_trees_all_equal(critic, target)
+  for old, new in zip(
+    jax.tree.leaves(after_first.learner.params.critic), jax.tree.leaves(critic), strict=True
+  ):
+    assert not np.array_equal(old, new)
+
+
+def test_csp_acting_draws_half_of_the_envs_in_the_old_subspace():
+  method, _, _, state = _csp_before_second_end()
+  networks = method.make_networks(TargetReachEnv().observation_size, 2, CFG)
+  obs = jnp.zeros((8, TargetReachEnv().observation_size))
+  fresh = state.method_state._replace(acting_steps=jnp.int32(0))  # A redraw step.
+  _, _, acted = method.act(networks, state.learner.params.actor, fresh, obs, 1, jax.random.key(0))
+  alpha = np.asarray(acted.acting_alpha)
+  assert np.all(alpha[:4, 1] > 0) and np.all(alpha[4:, 1] == 0)  # Anchor 1 is the new one.
+  np.testing.assert_allclose(alpha[4:, 0], 1.0)  # The old subspace: anchor 0 alone.
+  one_anchor = fresh._replace(num_anchors=jnp.int32(1))
+  _, _, acted = method.act(
+    networks, state.learner.params.actor, one_anchor, obs, 0, jax.random.key(0)
+  )
+  np.testing.assert_allclose(np.asarray(acted.acting_alpha)[:, 0], 1.0)
 
 
 def test_csp_keeps_the_best_critic_point_and_a_rejected_anchor_leaves_the_size_unchanged():

@@ -254,7 +254,7 @@ class _FakeTools:
   """``evaluate`` returns the first score of hidden_0's mode-0 row, shifted by ``offset``."""
 
   def __init__(self, offset=0.0):
-    self.networks, self.init_actor = None, None
+    self.networks, self.init_actor, self.init_critic = None, None, None
     self.offset = offset
 
   def evaluate(self, actor, task_id, key):

@@ -29,6 +29,7 @@ class TrainerTools(NamedTuple):
   Attributes:
     networks: the method's ``SACNetworks``.
     init_actor: key -> fresh actor params (SAC-N's new policy per task).
+    init_critic: key -> fresh critic params (CSP's new critic per subspace).
     evaluate: (actor_params, task_id, key) -> mean deterministic return on ``task_id``, with the
       run's evaluation settings (mode selection, alpha search).
     finetune: (agent_params, method_state, replay, task_id, key, num_updates) -> agent_params
@@ -38,6 +39,7 @@ class TrainerTools(NamedTuple):
 
   networks: networks_lib.SACNetworks
   init_actor: Callable[[PRNGKey], Params]
+  init_critic: Callable[[PRNGKey], Params]
   evaluate: Callable[[Params, TaskId, PRNGKey], Array]
   finetune: Callable[..., networks_lib.AgentParams]
 

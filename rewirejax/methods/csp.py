@@ -6,9 +6,11 @@ trains anchor 0 alone. Every later task adds an anchor initialised at the mean o
 ones and trains only it (the old anchors are frozen by ``mask_grads``), with ``alpha`` drawn from
 a Dirichlet over the active anchors: ``"flat"`` (all ones) or ``"peaked"`` (``n^2`` on the new
 anchor, n the number of active anchors). The critic is conditioned on ``alpha``: the point is
-appended to the observation, so the SAC losses run unchanged on ``[obs, alpha]``. Acting, each
-env keeps its ``alpha`` for ``repeat_alpha`` steps; in the update every transition gets a fresh
-draw (Q(s, a, alpha) is learned off-policy, the action being given).
+appended to the observation, so the SAC losses run unchanged on ``[obs, alpha]``; a new critic
+starts with every new anchor (as the reference's). Acting, each env keeps its ``alpha`` for
+``repeat_alpha`` steps, half of the envs drawing in the new subspace and half flat in the old one
+(without the new anchor); in the update every transition gets a fresh draw in the new subspace
+(Q(s, a, alpha) is learned off-policy, the action being given).
 
 At the task's end the alpha search: ``alpha_candidates`` points of the new subspace and as many of
 the old one (without the new anchor) are scored by the critic on ``critic_states`` replay states,
@@ -18,8 +20,13 @@ subspace's by more than ``improvement_threshold`` (10 %); otherwise it is droppe
 keeps the old subspace's best point. Each task's point is stored and used to evaluate it.
 Model size: the anchors kept plus the stored points (first seed's count).
 
-Departures: the reference removes the 8,000 validation steps from the training budget; here
-the rollouts come on top of it.
+Departures from the reference code: its 8,000 validation steps come out of the training
+budget, here the rollouts come on top of it; its critic scores a point with the replay's own
+actions, ``Q1([s, alpha], a_replay)``, here with the point's policy, ``min_i Q_i([s, alpha],
+tanh(mu_alpha(s)))``; it rolls out the top 4 points of each subspace (one episode each), here
+the top one with the run's evaluation; an env redraws at the ``repeat_alpha`` steps of the run,
+not of its own episode (the same for Brax's synchronous 1000-step episodes); in task 0 the
+reference gives half of the envs the all-zero point (a quirk not copied).
 """
 
 from __future__ import annotations
@@ -197,8 +204,8 @@ def make_csp(
     )
 
   def begin_task(params, state, task_id, key, tools):
-    """From the second task on: a new anchor at the mean of the active ones."""
-    del key, tools
+    """From the second task on: a new anchor at the mean of the active ones, and a fresh
+    critic (the reference re-initialises it whenever the subspace grows)."""
     n = jnp.where(task_id > 0, state.num_anchors + 1, state.num_anchors)
     n = jnp.minimum(n, max_tasks)
     active = (jnp.arange(max_tasks) < state.num_anchors).astype(jnp.float32)
@@ -209,11 +216,22 @@ def make_csp(
 
     anchors = jax.tree.map(add_anchor, params.actor["params"])
     actor = {**params.actor, "params": anchors}
-    return params._replace(actor=actor), state._replace(num_anchors=n, acting_steps=jnp.int32(0))
+    fresh = tools.init_critic(key)
+    critic = jax.tree.map(lambda f, c: jnp.where(task_id > 0, f, c), fresh, params.critic)
+    params = params._replace(actor=actor, critic=critic, target_critic=critic)
+    return params, state._replace(num_anchors=n, acting_steps=jnp.int32(0))
 
   def act(networks, actor_params, state, obs, task_id, key):
+    """Every ``repeat_alpha`` steps each env draws a new point: the first half of the envs in
+    the new subspace, the others flat over the old anchors (the reference's split; with one
+    anchor, all in the new subspace)."""
     redraw = state.acting_steps % repeat_alpha == 0
-    fresh = sample_alpha(key, state.num_anchors, max_tasks, (obs.shape[0],), peaked)
+    key_new, key_old = jax.random.split(key)
+    shape = (obs.shape[0],)
+    fresh = sample_alpha(key_new, state.num_anchors, max_tasks, shape, peaked)
+    old = sample_alpha(key_old, jnp.maximum(state.num_anchors - 1, 1), max_tasks, shape, False)
+    second_half = (jnp.arange(obs.shape[0]) >= obs.shape[0] // 2) & (state.num_anchors > 1)
+    fresh = jnp.where(second_half[:, None], old, fresh)
     alpha = jnp.where(redraw, fresh, state.acting_alpha)
     mu, log_std = networks.actor.apply(actor_params, append(obs, alpha), task_id)
     return mu, log_std, state._replace(acting_alpha=alpha, acting_steps=state.acting_steps + 1)
