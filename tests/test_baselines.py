@@ -178,6 +178,22 @@ def test_pnn_column_uses_earlier_columns_through_laterals_and_not_later_ones():
     h = h @ p[f"kernel_{layer}"][0] + p[f"bias_{layer}"][0]
     h = jnp.where(h > 0, h, 0.2 * h) if layer < 2 else h
   np.testing.assert_allclose(out(params, 0), h[:, :2], rtol=1e-5, atol=1e-6)
+  # Column 1, written out as the reference's forward: its own layer plus U(LeakyReLU(V alpha
+  # h_0)) + c from column 0's previous layer (every parameter moved off its init first).
+  keys = iter(jax.random.split(jax.random.key(2), 64))
+  p = jax.tree.map(lambda x: x + 0.3 * jax.random.normal(next(keys), x.shape), params)["params"]
+  leaky = lambda x: jnp.where(x > 0, x, 0.2 * x)  # noqa: E731
+  pair = 0  # (k=1, j=0) is the first pair of column_pairs(3).
+  h0 = h1 = obs
+  for layer in range(3):
+    own = h1 @ p[f"kernel_{layer}"][1] + p[f"bias_{layer}"][1]
+    if layer > 0:
+      a = leaky((p[f"lateral_alpha_{layer}"][0] * h0) @ p[f"lateral_v_{layer}"][pair])
+      own = own + a @ p[f"lateral_u_{layer}"][0] + p[f"lateral_u_bias_{layer}"][0]
+    h0 = h0 @ p[f"kernel_{layer}"][0] + p[f"bias_{layer}"][0]
+    h0, h1 = (leaky(h0), leaky(own)) if layer < 2 else (h0, own)
+  moved = {**params, "params": p}
+  np.testing.assert_allclose(out(moved, 1), h1[:, :2], rtol=1e-5, atol=1e-5)
 
 
 def test_model_sizes_as_the_paper_counts():
@@ -192,7 +208,8 @@ def test_model_sizes_as_the_paper_counts():
   assert sizes["ewc"] == 3.0 and sizes["packnet"] == 2.0
   # PNN, width 6, obs 3, act 2, 4 columns, 2 hidden layers: W, b per column; pairs j < k.
   columns = 4 * ((3 * 6 + 6) + (6 * 6 + 6) + (6 * 4 + 4))
-  laterals = 6 * (1 + 6 * 6) * 2 + 4 * (6 * 6 + 6 * 4)  # alpha + V per pair, U per column.
+  # Into columns 1..3 at layers 1 and 2: alpha and U (with bias) per column, V per pair j < k.
+  laterals = 3 * 2 + 6 * (6 * 6) * 2 + 3 * (6 * 6 + 6) + 3 * (6 * 4 + 4)
   assert sizes["pnn"] * one == columns + laterals
 
 

@@ -2,17 +2,18 @@
 
 ``num_columns`` columns of ``len(hidden_sizes)`` hidden layers (width 96 in the paper) are
 preallocated, and task ``t`` acts with column ``t % num_columns`` (a traced index: every task
-shares one compile). Column ``k`` sees the previous layer of every earlier column through a
-lateral adapter at each layer after the first, the output layer included:
+shares one compile). Column ``k >= 1`` sees the previous layer of every earlier column through a
+lateral adapter at each layer after the first, the output layer included (the reference's):
 
-    h_k^l = LeakyReLU(W_k^l h_k^{l-1} + b_k^l + U_k^l a_k^l),
-    a_k^l = LeakyReLU(sum_{j<k} V_kj^l alpha_kj^l h_j^{l-1})
+    h_k^l = LeakyReLU(W_k^l h_k^{l-1} + b_k^l + U_k^l a_k^l + c_k^l),
+    a_k^l = LeakyReLU(V_k^l alpha_k^l [h_0^{l-1}; ...; h_{k-1}^{l-1}])
 
-(``sum_j V_kj h_j`` is Rusu's ``V [h_0; ...; h_{k-1}]`` written by blocks; ``alpha`` a learned
-scalar per pair, V without bias). All columns are computed in one batched forward (pair
-parameters stacked over the ``num_columns (num_columns - 1) / 2`` pairs ``j < k``). While task
-``t`` trains, ``mask_grads`` zeroes the gradients of every other column and of the adapters
-into it, so earlier columns stay bit-identical. Model size: the parameters of the columns used.
+with ``alpha_k^l`` a learned scalar (initialised ``U(0, 1) / k``), V without bias (stored by
+blocks, one ``V_kj`` per pair ``j < k``: ``V [h_0; ...] = sum_j V_kj h_j``) and U with bias ``c``.
+All columns are computed in one batched forward (pair blocks stacked over the
+``num_columns (num_columns - 1) / 2`` pairs). While task ``t`` trains, ``mask_grads`` zeroes the
+gradients of every other column and of the adapters into it, so earlier columns stay
+bit-identical. Model size: the parameters of the columns used.
 """
 
 from __future__ import annotations
@@ -48,8 +49,9 @@ class ProgressiveActor(nn.Module):
   ``noisy_wiring`` are accepted and ignored), so the SAC losses and the evaluation use it as is.
 
   Parameters (C columns, P = C (C - 1) / 2 pairs, layer l, the output layer last):
-    ``kernel_l`` [C, n_{l-1}, n_l], ``bias_l`` [C, n_l]; for l >= 1 ``lateral_alpha_l`` [P],
-    ``lateral_v_l`` [P, n_{l-1}, n_{l-1}], ``lateral_u_l`` [C, n_{l-1}, n_l].
+    ``kernel_l`` [C, n_{l-1}, n_l], ``bias_l`` [C, n_l]; for l >= 1 the laterals into columns
+    1..C-1: ``lateral_alpha_l`` [C-1], ``lateral_v_l`` [P, n_{l-1}, n_{l-1}], ``lateral_u_l``
+    [C-1, n_{l-1}, n_l], ``lateral_u_bias_l`` [C-1, n_l].
   """
 
   action_size: int
@@ -69,33 +71,52 @@ class ProgressiveActor(nn.Module):
   ) -> tuple[Array, Array]:
     del mode, wirings, tau, train, noisy_wiring
     pair_k, pair_j = column_pairs(self.num_columns)
-    pair_to_column = jax.nn.one_hot(pair_k, self.num_columns, axis=0)  # [C, P]
+    laterals = len(pair_k) > 0
     sizes = (*self.hidden_sizes, 2 * self.action_size)
     h = jnp.broadcast_to(obs, (self.num_columns, *obs.shape))  # [C, ..., n_0]
     for l, width in enumerate(sizes):
       n_in, columns = h.shape[-1], self.num_columns
       kernel = self.param(f"kernel_{l}", stacked_torch_linear_init, (columns, n_in, width))
       bias = self.param(f"bias_{l}", nn.initializers.zeros_init(), (columns, width))
-      out = jnp.einsum("c...i,cio->c...o", h, kernel) + bias.reshape(
-        columns, *[1] * (h.ndim - 2), width
-      )
-      if l > 0 and len(pair_k):
-        alpha = self.param(f"lateral_alpha_{l}", nn.initializers.ones_init(), (len(pair_k),))
+      out = jnp.einsum("c...i,cio->c...o", h, kernel) + _expand(bias, h.ndim)
+      if l > 0 and laterals:
+        alpha = self.param(f"lateral_alpha_{l}", _lateral_alpha_init, (columns - 1,))
         v = self.param(f"lateral_v_{l}", stacked_torch_linear_init, (len(pair_k), n_in, n_in))
-        u = self.param(f"lateral_u_{l}", stacked_torch_linear_init, (columns, n_in, width))
-        scaled = h[pair_j] * alpha.reshape(-1, *[1] * (h.ndim - 1))  # [P, ..., n_in]
+        u = self.param(f"lateral_u_{l}", stacked_torch_linear_init, (columns - 1, n_in, width))
+        u_bias = self.param(
+          f"lateral_u_bias_{l}", nn.initializers.zeros_init(), (columns - 1, width)
+        )
+        pair_to_column = jax.nn.one_hot(pair_k - 1, columns - 1, axis=0)  # [C-1, P]
+        scaled = h[pair_j] * _expand(alpha[pair_k - 1], h.ndim)  # [P, ..., n_in]
         projected = jnp.einsum("p...i,pir->p...r", scaled, v)
-        into_column = jnp.einsum("cp,p...r->c...r", pair_to_column, projected)
-        out = out + jnp.einsum("c...r,cro->c...o", nn.leaky_relu(into_column, LEAKY_SLOPE), u)
+        into_column = nn.leaky_relu(
+          jnp.einsum("cp,p...r->c...r", pair_to_column, projected), LEAKY_SLOPE
+        )
+        lateral = jnp.einsum("c...r,cro->c...o", into_column, u) + _expand(u_bias, h.ndim)
+        out = out.at[1:].add(lateral)
       h = nn.leaky_relu(out, LEAKY_SLOPE) if l < len(sizes) - 1 else out
     mu, log_std = jnp.split(h[jnp.asarray(task_id) % self.num_columns], 2, axis=-1)
     return mu, jnp.clip(log_std, LOG_STD_MIN, LOG_STD_MAX)
 
 
+def _expand(per_column: Array, ndim: int) -> Array:
+  """[C, *tail] -> [C, 1, ..., 1, *tail] against activations [C, ..., n] of ``ndim`` axes."""
+  tail = per_column.shape[1:]
+  return per_column.reshape(per_column.shape[0], *[1] * (ndim - 1 - len(tail)), *tail)
+
+
+def _lateral_alpha_init(key, shape, dtype=jnp.float32) -> Array:
+  """The reference's ``rand(1) / k`` for the lateral scale into column k = 1..C-1."""
+  return jax.random.uniform(key, shape, dtype) / jnp.arange(1, shape[0] + 1, dtype=dtype)
+
+
 def leaf_columns(name: str, num_columns: int) -> np.ndarray:
   """The column each slice of parameter ``name`` belongs to (along its leading axis)."""
-  pair_k, _ = column_pairs(num_columns)
-  return pair_k if name.startswith(("lateral_alpha", "lateral_v")) else np.arange(num_columns)
+  if name.startswith("lateral_v"):
+    return column_pairs(num_columns)[0]
+  if name.startswith("lateral_"):
+    return np.arange(1, num_columns)
+  return np.arange(num_columns)
 
 
 def make_pnn(max_tasks: int, width: int = PNN_WIDTH) -> base.Method:
