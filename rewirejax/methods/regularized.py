@@ -20,6 +20,7 @@ No penalty is applied during the first task (there is no anchor yet).
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import jax
@@ -62,8 +63,10 @@ def estimate_fisher(networks, actor_params: Params, obs: Array, task_id, chunk: 
   """The diagonal Fisher of the policy's pre-tanh Gaussian, averaged over ``obs`` [N, obs_dim].
 
   Per state the Jacobians of ``mu`` and ``sigma`` [2 act_dim, ...] are taken by reverse mode
-  and weighted by ``1 / (sigma^2 + eps)`` and ``2 / (sigma^2 + eps)``; states go ``chunk`` at a
-  time, so memory is ``chunk x 2 act_dim x`` the actor's size. Floored at ``FISHER_FLOOR``.
+  and weighted by ``1 / (sigma^2 + eps)`` and ``2 / (sigma^2 + eps)``; each state's Fisher is
+  floored at ``FISHER_FLOOR`` before the average (the reference's order). States go ``chunk``
+  at a time (a divisor of N) into a running sum, so memory is ``chunk x 2 act_dim x`` the
+  actor's size, whatever N.
   """
 
   def per_state(single_obs):
@@ -76,10 +79,18 @@ def estimate_fisher(networks, actor_params: Params, obs: Array, task_id, chunk: 
     sigma_squared = outputs[act_dim:] ** 2 + SIGMA_SQUARED_EPS
     weights = jnp.concatenate([1.0 / sigma_squared, 2.0 / sigma_squared])  # [2 act_dim]
     jacobian = jax.jacrev(mean_and_std)(actor_params)  # Leaves [2 act_dim, *leaf.shape].
-    return jax.tree.map(lambda j: jnp.tensordot(weights, j**2, axes=1), jacobian)
+    fisher = jax.tree.map(lambda j: jnp.tensordot(weights, j**2, axes=1), jacobian)
+    return jax.tree.map(lambda f: jnp.maximum(f, FISHER_FLOOR), fisher)
 
-  per_state_fisher = jax.lax.map(per_state, obs, batch_size=chunk)
-  return jax.tree.map(lambda f: jnp.maximum(jnp.mean(f, axis=0), FISHER_FLOOR), per_state_fisher)
+  def add_chunk(total, chunk_obs):
+    fishers = jax.vmap(per_state)(chunk_obs)
+    return jax.tree.map(lambda t, f: t + jnp.sum(f, axis=0), total, fishers), None
+
+  num_states = obs.shape[0]
+  chunk = math.gcd(num_states, chunk)
+  zeros = jax.tree.map(jnp.zeros_like, actor_params)
+  total, _ = jax.lax.scan(add_chunk, zeros, obs.reshape(-1, chunk, *obs.shape[1:]))
+  return jax.tree.map(lambda t: t / num_states, total)
 
 
 def _anchored(name: str, coef: float, fisher_samples: int | None, copies: int) -> base.Method:
