@@ -347,6 +347,9 @@ def _check_losses(metrics: dict[str, Any], seeds: Sequence[int], task_index: int
       )
 
 
+_CURVE_KEYS = 1 << 30  # Learning-curve evaluations fold in after_task >= this.
+
+
 def _eval_keys(seeds: Sequence[int], after_task: int, eval_tasks: Sequence[int]) -> jax.Array:
   """Keys [num_seeds, num_eval_tasks] that depend only on (seed, after_task, eval_task), so a
   resumed run evaluates exactly as an uninterrupted one."""
@@ -503,7 +506,9 @@ def train_sequence(
         **{k: float(np.nanmean(v)) if np.any(np.isfinite(v)) else None for k, v in metrics.items()},
       }
       if eval_every_chunks and (chunk + 1) % eval_every_chunks == 0:
-        keys = _eval_keys(seeds, 10_000 * task_index + chunk, [tasks[task_index]])
+        # Their own key range: an end-of-task evaluation never reuses a curve point's episodes.
+        after = _CURVE_KEYS + 10_000 * task_index + chunk
+        keys = _eval_keys(seeds, after, [tasks[task_index]])
         curves[:, task_index, (chunk + 1) // eval_every_chunks - 1] = np.asarray(
           evaluate(state, task[None], keys)
         )[:, 0]
