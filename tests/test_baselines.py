@@ -82,6 +82,22 @@ def test_anchor_is_the_last_tasks_policy_and_importance_accumulates(name):
   assert penalty == 0.0 and f"{name}/penalty" in metrics  # At the anchor right after the task.
 
 
+@pytest.mark.parametrize("name", ["ft_l2", "ewc"])
+def test_the_pull_holds_the_second_task_near_the_first_tasks_weights(name):
+  """In task 1 a large coefficient keeps the actor near task 0's weights, measured as the
+  penalty does (``sum F (theta - theta*)^2``, F = 1 for FT-L2); FT-1 moves away."""
+  _, _, pulled = run_tasks(make_method(name, CFG, coef=1e4), 2)
+  _, _, free = run_tasks(make_method("ft_1", CFG), 2)
+  importance = ravel_pytree(pulled[0].method_state.importance)[0]
+
+  def weighted_move(ended):
+    first, second = (ravel_pytree(s.learner.params.actor)[0] for s in ended)
+    return float(jnp.sum(importance * (second - first) ** 2))
+
+  moved_free, moved_pulled = weighted_move(free), weighted_move(pulled)
+  assert moved_free > 0 and moved_pulled < 0.01 * moved_free, (moved_pulled, moved_free)
+
+
 # ------------------------------------------------------------------------------------ PackNet
 
 
