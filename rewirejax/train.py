@@ -94,11 +94,17 @@ def make_trainer(cfg: RunConfig, env: TaskEnv, method: Method) -> Trainer:
     )
 
   def finetune(params, method_state, replay, task_id, key, num_updates: int) -> AgentParams:
-    """``num_updates`` SAC updates on ``replay`` with fresh Adam states (``TrainerTools``)."""
+    """``num_updates`` SAC updates on ``replay`` (``TrainerTools``), started as the
+    reference's retraining: fresh Adam states, the temperature back at its initial value and
+    the target critic a copy of the critic."""
     num_groups = max(num_updates // sac_cfg.policy_update_delay, 0)
+    start = params._replace(
+      target_critic=params.critic,
+      log_alpha=jnp.log(jnp.full_like(params.log_alpha, sac_cfg.init_temperature)),
+    )
     learner, _ = jax.lax.scan(
       lambda learner, k: update_group(learner, replay, method_state, task_id, k),
-      sac.init_learner(params, optimizers),
+      sac.init_learner(start, optimizers),
       jax.random.split(key, num_groups),
     )
     return learner.params

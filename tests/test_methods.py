@@ -10,7 +10,7 @@ import pytest
 
 from rewirejax.config import RunConfig, SACConfig
 from rewirejax.envs.toy import TargetReachEnv
-from rewirejax.methods import METHODS, make_method
+from rewirejax.methods import METHODS, base, make_method
 from rewirejax.methods.base import actor_size, ft_1_policy_size, num_params
 from rewirejax.train import make_trainer
 
@@ -114,3 +114,16 @@ def test_model_sizes_count_one_policy_per_stored_copy():
   heads = {"params": {"hidden": jnp.zeros((5, 7)), "head_kernel": jnp.zeros((4, 7, 2))}}
   heads["params"]["head_bias"] = jnp.zeros((4, 2))
   assert actor_size(heads, 2) == 35 + 2 * 16 and num_params(heads) == 35 + 4 * 16
+
+
+def test_finetune_tool_starts_as_the_reference_retraining():
+  """A task-end hook's ``tools.finetune``: the initial temperature and the target critic a
+  copy of the critic (checked with 0 updates, where it returns its starting point)."""
+
+  def end_task(params, state, replay, task_id, key, tools):
+    return tools.finetune(params, state, replay, task_id, key, 0), state, {}
+
+  _, _, ended = run_tasks(base.fine_tuning("probe", end_task=end_task), 1)
+  params = ended[0].learner.params
+  np.testing.assert_allclose(np.exp(params.log_alpha), CFG.sac.init_temperature, rtol=1e-6)
+  chex.assert_trees_all_equal(params.target_critic, params.critic)

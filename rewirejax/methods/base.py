@@ -33,8 +33,9 @@ class TrainerTools(NamedTuple):
     evaluate: (actor_params, task_id, key) -> mean deterministic return on ``task_id``, with the
       run's evaluation settings (mode selection, alpha search).
     finetune: (agent_params, method_state, replay, task_id, key, num_updates) -> agent_params
-      after ``num_updates`` more SAC updates (critic steps; fresh Adam states) on ``replay``,
-      through the method's own penalty and gradient mask (PackNet's retraining after pruning).
+      after ``num_updates`` more SAC updates (critic steps; fresh Adam states, the initial
+      temperature, the target critic copied from the critic) on ``replay``, through the
+      method's own penalty and gradient mask (PackNet's retraining after pruning).
   """
 
   networks: networks_lib.SACNetworks
