@@ -291,11 +291,47 @@ def test_mode_selection_keeps_the_best_mode_and_caches_its_wiring():
     np.testing.assert_array_equal(rw.mode_wirings(params.actor, m), expected)
 
 
+def test_no_rollback_and_no_regulariser_in_the_first_task():
+  """The first task's start is the random initialisation: nothing to roll back to (as the
+  reference); the regulariser starts with the second task, cache or no cache."""
+  for options in ({}, {"cache_wirings": False, "num_modes": 1, "align": False}):
+    method = make_method("rewire", CFG, **options)
+    nets = method.make_networks(OBS, ACT, CFG)
+    params = base.networks_lib.init_agent_params(nets, jax.random.key(0), OBS, ACT, 1.0)
+    state = method.init(jax.random.key(1), params)
+    task = jnp.int32(0)
+    params, state = method.begin_task(params, state, task, jax.random.key(2), _FakeTools(100.0))
+    moved = jax.tree.map(lambda x: x + 0.05 if x.dtype == jnp.float32 else x, params.actor)
+    assert float(method.penalty(moved, state, None, task)[0]) == 0.0
+    params, state, metrics = method.end_task(
+      params._replace(actor=moved), state, None, task, jax.random.key(3), _FakeTools()
+    )
+    assert not bool(metrics["rewire/rolled_back"])
+    moved = jax.tree.map(lambda x: x + 0.05 if x.dtype == jnp.float32 else x, params.actor)
+    assert float(method.penalty(moved, state, None, jnp.int32(1))[0]) > 0.0
+
+
+def test_the_modes_are_measured_on_the_episodes_of_the_start_of_the_task():
+  class KeyTools(_FakeTools):
+    def evaluate(self, actor, task_id, key):  # A "return" that depends on the episodes only.
+      return jax.random.uniform(key)
+
+  method = make_method("rewire", CFG)
+  nets = method.make_networks(OBS, ACT, CFG)
+  params = base.networks_lib.init_agent_params(nets, jax.random.key(0), OBS, ACT, 1.0)
+  state = method.init(jax.random.key(1), params)._replace(finished_tasks=jnp.int32(1))
+  params, state = method.begin_task(params, state, jnp.int32(1), jax.random.key(2), KeyTools())
+  _, _, metrics = method.end_task(
+    params, state, None, jnp.int32(1), jax.random.key(3), KeyTools()
+  )
+  np.testing.assert_array_equal(metrics["rewire/mode_returns"], state.start_return)
+
+
 def test_rollback_restores_the_start_of_the_task_exactly():
   method = make_method("rewire", CFG)
   nets = method.make_networks(OBS, ACT, CFG)
   params = base.networks_lib.init_agent_params(nets, jax.random.key(0), OBS, ACT, 1.0)
-  state = method.init(jax.random.key(1), params)
+  state = method.init(jax.random.key(1), params)._replace(finished_tasks=jnp.int32(1))
   task = jnp.int32(1)
   params, state = method.begin_task(params, state, task, jax.random.key(2), _FakeTools(100.0))
   start = params.actor

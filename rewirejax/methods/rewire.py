@@ -61,6 +61,10 @@ class RewireState(NamedTuple):
     coefs: the traced ``RewireCoefs`` (initialised from the config).
     training_task: int32, the task being trained (-1 between tasks): evaluated with the
       current scores, not its slot's cached wiring (a repeat's slot holds an older one).
+    finished_tasks: int32, tasks ended so far: the regulariser acts, and a rollback may happen,
+      from the second task on (whether or not wirings are cached).
+    eval_key: uint32 key data of the task's evaluations: the start-of-task return and the
+      modes' returns are measured on the same episodes (as the reference's).
   """
 
   wirings: Array
@@ -73,6 +77,8 @@ class RewireState(NamedTuple):
   chosen_mode: Array
   coefs: RewireCoefs
   training_task: Array
+  finished_tasks: Array
+  eval_key: Array
 
 
 # ---------------------------------------------------------------------------------------------
@@ -237,7 +243,6 @@ def make_rewire(max_tasks: int, rc: RewireConfig = RewireConfig(), name: str = "
     )
 
   def init(key, params):
-    del key
     actor = params.actor
     wiring = mode_wirings(actor, 0)
     num_layers, width = wiring.shape
@@ -252,19 +257,24 @@ def make_rewire(max_tasks: int, rc: RewireConfig = RewireConfig(), name: str = "
       chosen_mode=jnp.int32(0),
       coefs=default_coefs,
       training_task=jnp.int32(-1),
+      finished_tasks=jnp.int32(0),
+      eval_key=jax.random.key_data(key),
     )
 
   def begin_task(params, state, task_id, key, tools):
     """Start from the slot's cached wiring (a repeated task) or the current one, spacing reset;
-    adapters at identity; remember the start for a rollback."""
+    adapters at identity; remember the start for a rollback (from the second task on: the
+    first task's start is the random initialisation)."""
     actor = params.actor
     slot = task_id % num_slots
     start_wiring = jnp.where(state.cached[slot], state.wirings[slot], mode_wirings(actor, 0))
     actor = reset_adapters(with_wirings(actor, start_wiring))
     start_return = jnp.float32(-jnp.inf)
     if rc.rollback_if_worse:
-      start_return = tools.evaluate(actor, task_id, key)
+      measured = tools.evaluate(actor, task_id, key)
+      start_return = jnp.where(state.finished_tasks > 0, measured, start_return)
     state = state._replace(
+      eval_key=jax.random.key_data(key),
       start_head=_head(actor, task_id),
       start_wiring=start_wiring,
       start_return=start_return,
@@ -351,14 +361,15 @@ def make_rewire(max_tasks: int, rc: RewireConfig = RewireConfig(), name: str = "
 
   def penalty(actor_params, state, batch, task_id):
     del batch, task_id
-    active = jnp.any(state.cached).astype(jnp.float32)  # From the end of the first task on.
+    active = (state.finished_tasks > 0).astype(jnp.float32)  # From the second task on.
     loss = alignment_loss(actor_params, state.anchor, rc.align_tau, rc.align, rc.align_loss)
     return state.coefs.align_coef * active * loss, {"rewire/align": loss}
 
   def end_task(params, state, replay, task_id, key, tools):
-    del replay
+    del replay, key
     actor = params.actor
-    # The same key for every mode: they are compared on the same episodes.
+    # Every mode on the episodes the start of the task was measured on.
+    key = jax.random.wrap_key_data(state.eval_key)
     mode_returns = jax.vmap(lambda k: tools.evaluate(select_mode(actor, k), task_id, key))(
       jnp.arange(num_modes)
     )
@@ -386,6 +397,7 @@ def make_rewire(max_tasks: int, rc: RewireConfig = RewireConfig(), name: str = "
       mode_returns=mode_returns,
       chosen_mode=jnp.where(rolled_back, -1, best).astype(jnp.int32),
       training_task=jnp.int32(-1),
+      finished_tasks=state.finished_tasks + 1,
     )
     metrics = {"rewire/mode_returns": mode_returns, "rewire/rolled_back": rolled_back}
     return params._replace(actor=actor), state, metrics
