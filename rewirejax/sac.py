@@ -80,11 +80,9 @@ def init_learner(params: AgentParams, optimizers: Optimizers) -> LearnerState:
 def make_losses(networks: SACNetworks, cfg: SACConfig, action_size: int) -> SACLosses:
   """SAC losses of ``networks`` (the actor acts with wiring ``mode``, default 0)."""
 
-  def policy_fn(actor_params, obs, task_id, mode, tau, key=None):
-    """With ``key``: the training forward (dropout, Gumbel noise on the wiring, if the actor
-    has them); without: the plain forward (the critic target, as the reference's)."""
-    if key is None:
-      return networks.actor.apply(actor_params, obs, task_id, mode, tau=tau)
+  def policy_fn(actor_params, obs, task_id, mode, tau, key):
+    """The training forward (dropout and Gumbel noise on the wiring, if the actor has them):
+    the reference's update runs its actor in train mode for the critic target as well."""
     key_noise, key_dropout = jax.random.split(jax.random.fold_in(key, 7))
     return networks.actor.apply(
       actor_params,
@@ -103,9 +101,10 @@ def make_losses(networks: SACNetworks, cfg: SACConfig, action_size: int) -> SACL
     critic_params, params: AgentParams, batch, task_id, key, mode=0, tau=None, method_state=None
   ):
     """sum_{i=1,2} mean_b (Q_i(s, a) - y)^2 with the soft target
-    y = scale r + gamma (1 - d) (min_i Q'_i(s', a') - alpha log pi(a'|s')), a' ~ pi(s')."""
+    y = scale r + gamma (1 - d) (min_i Q'_i(s', a') - alpha log pi(a'|s')), a' ~ pi(s') from
+    the training forward."""
     del method_state
-    mu, log_std = policy_fn(params.actor, batch.next_obs, task_id, mode, tau)
+    mu, log_std = policy_fn(params.actor, batch.next_obs, task_id, mode, tau, key)
     next_action, next_log_prob = sample_tanh_gaussian(mu, log_std, key)
     next_q = jnp.min(networks.critic.apply(params.target_critic, batch.next_obs, next_action), 0)
     done = batch.terminal

@@ -228,7 +228,10 @@ def test_vmapped_mode_loss_is_the_mean_of_per_mode_losses(num_modes, dropout, mo
       if num_modes > 1:
         offset = jax.random.randint(jax.random.fold_in(key, 2 + k), (), 1, num_modes)
         teacher = (k + int(offset)) % num_modes
-        mu_t, log_std_t = nets.actor.apply(actor_params, batch.obs, task, teacher)
+        dropout_key = jax.random.fold_in(key, 3000 + teacher)  # The teacher runs in train mode.
+        mu_t, log_std_t = nets.actor.apply(
+          actor_params, batch.obs, task, teacher, train=True, rngs={"dropout": dropout_key}
+        )
         distill = rw.distillation(mu_t, log_std_t, base_aux.mu, base_aux.log_std, "kl")
       per_mode.append(base_loss + 0.3 * distill)
     return jnp.stack(per_mode)
@@ -321,9 +324,7 @@ def test_the_modes_are_measured_on_the_episodes_of_the_start_of_the_task():
   params = base.networks_lib.init_agent_params(nets, jax.random.key(0), OBS, ACT, 1.0)
   state = method.init(jax.random.key(1), params)._replace(finished_tasks=jnp.int32(1))
   params, state = method.begin_task(params, state, jnp.int32(1), jax.random.key(2), KeyTools())
-  _, _, metrics = method.end_task(
-    params, state, None, jnp.int32(1), jax.random.key(3), KeyTools()
-  )
+  _, _, metrics = method.end_task(params, state, None, jnp.int32(1), jax.random.key(3), KeyTools())
   np.testing.assert_array_equal(metrics["rewire/mode_returns"], state.start_return)
 
 

@@ -200,11 +200,12 @@ def alignment_loss(
 def distillation(
   mu_teacher: Array, log_std_teacher: Array, mu: Array, log_std: Array, kind: str
 ) -> Array:
-  """Pull of the student (mu, log_std) towards the teacher (held fixed), summed over the batch
-  and action dims. ``"kl"``: KL(teacher || student) of the pre-tanh diagonal Gaussians,
+  """Pull of the student (mu, log_std) towards the teacher (held fixed, its mu clipped to
+  [-20, 20] as the reference's), summed over the batch and action dims. ``"kl"``:
+  KL(teacher || student) of the pre-tanh diagonal Gaussians,
   ``log s_s - log s_t + (s_t^2 + (m_t - m_s)^2) / (2 s_s^2) - 1/2``; ``"mse"``: the reference's
   ``(mu - mu_t)^2 + (log_std - log_std_t)^2``."""
-  mu_teacher = jax.lax.stop_gradient(mu_teacher)
+  mu_teacher = jax.lax.stop_gradient(jnp.clip(mu_teacher, -20.0, 20.0))  # The reference's clip.
   log_std_teacher = jax.lax.stop_gradient(log_std_teacher)
   if kind == "mse":
     return jnp.sum((mu - mu_teacher) ** 2 + (log_std - log_std_teacher) ** 2)
@@ -334,7 +335,15 @@ def make_rewire(max_tasks: int, rc: RewireConfig = RewireConfig(), name: str = "
       coefs = coefs_of(method_state)
 
       def teacher_forward(teacher):
-        return networks.actor.apply(actor_params, batch.obs, task_id, teacher)
+        """The reference's teacher: train mode (dropout, if any), no Gumbel noise."""
+        return networks.actor.apply(
+          actor_params,
+          batch.obs,
+          task_id,
+          teacher,
+          train=True,
+          rngs={"dropout": jax.random.fold_in(key, 3000 + teacher)},
+        )
 
       if rc.mode_update == "sample" or num_modes == 1:
         mode = 0
