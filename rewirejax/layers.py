@@ -21,6 +21,7 @@ The math lives in pure functions (``softsort``, ``permute`` and the wiring helpe
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -105,14 +106,15 @@ def softsort(scores: Array, tau: float | Array) -> Array:
   return jax.nn.softmax(-distances / tau, axis=-1)
 
 
-@jax.custom_vjp
-def _permute(x: Array, scores: Array, tau: Array) -> Array:
-  return jnp.take(x, jnp.argsort(scores, stable=True), axis=-1)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _permute(x: Array, scores: Array, tau: Array, transpose: bool) -> Array:
+  return _permute_fwd(x, scores, tau, transpose)[0]
 
 
-def _permute_fwd(x: Array, scores: Array, tau: Array):
+def _permute_fwd(x: Array, scores: Array, tau: Array, transpose: bool):
   order = jnp.argsort(scores, stable=True)
-  return jnp.take(x, order, axis=-1), (x, scores, order, tau)
+  gather = _inverse_order(order) if transpose else order
+  return jnp.take(x, gather, axis=-1), (x, scores, order, tau)
 
 
 def _softsort_pullback(scores: Array, order: Array, tau: Array, cotangent: Array) -> Array:
@@ -143,28 +145,31 @@ def _inverse_order(order: Array) -> Array:
   return jnp.zeros_like(order).at[order].set(jnp.arange(n, dtype=order.dtype))
 
 
-def _permute_bwd(residuals, grad_out: Array):
-  """VJP of the straight-through ``x @ (H + S - stop_gradient(S)).T`` (the reference code's).
+def _permute_bwd(transpose: bool, residuals, grad_out: Array):
+  """VJP of the straight-through ``x @ P.T`` (``x @ P`` with ``transpose``), where
+  ``P = H + S - stop_gradient(S)`` (the reference code's matrix).
 
   ``H = I[order, :]`` is the hard permutation and ``S = softsort(scores, tau)`` its
-  relaxation; the matrix's value is ``H``, its gradient ``S``'s. So ``dL/dx = g @ H``, the
-  transpose of the forward gather (a gather by the inverse order, no matmul), and
-  ``dL/dS = sum_batch g^T x`` [n, n], pulled back through ``softsort``. ``x @ H.T`` is never
-  built. ``tau`` is a hyperparameter and gets a zero cotangent.
+  relaxation; the matrix's value is ``H``, its gradient ``S``'s. So ``dL/dx = g @ H`` (``g @
+  H.T``), the transpose of the forward gather (a gather, no matmul), and ``dL/dS = sum_batch
+  g^T x`` (``x^T g``) [n, n], pulled back through ``softsort``. ``x @ H.T`` is never built.
+  ``tau`` is a hyperparameter and gets a zero cotangent.
   """
   x, scores, order, tau = residuals
   n = scores.shape[-1]
-  grad_x = jnp.take(grad_out, _inverse_order(order), axis=-1).astype(x.dtype)
+  gather = order if transpose else _inverse_order(order)
+  grad_x = jnp.take(grad_out, gather, axis=-1).astype(x.dtype)
   grad_flat = grad_out.reshape(-1, n).astype(scores.dtype)
   x_flat = x.reshape(-1, n).astype(scores.dtype)
-  grad_scores = _softsort_pullback(scores, order, tau, grad_flat.T @ x_flat)
+  grad_soft = x_flat.T @ grad_flat if transpose else grad_flat.T @ x_flat
+  grad_scores = _softsort_pullback(scores, order, tau, grad_soft)
   return grad_x, grad_scores, jnp.zeros_like(tau)
 
 
 _permute.defvjp(_permute_fwd, _permute_bwd)
 
 
-def permute(x: Array, scores: Array, tau: float | Array = 1.0) -> Array:
+def permute(x: Array, scores: Array, tau: float | Array = 1.0, *, transpose: bool = False) -> Array:
   """Permutes the last axis of ``x`` by the wiring of ``scores``, learnably.
 
   Forward: the exact integer gather ``x[..., argsort(scores)]``. Backward: the
@@ -177,13 +182,17 @@ def permute(x: Array, scores: Array, tau: float | Array = 1.0) -> Array:
     x: [..., n] inputs; any leading batch shape.
     scores: [n] score vector (``jax.vmap`` over a batch of them, e.g. the K modes).
     tau: SoftSort temperature > 0; may be traced (hyperparameter sweeps).
+    transpose: multiply by the matrix itself, ``x @ P``: the gather by the inverse order,
+      the relaxation entering as ``S`` rather than ``S.T`` (the reference's alignment
+      adapters, ``P'^T M P''``).
 
   Returns:
-    [..., n], equal to ``apply_wiring(x, wiring_of(scores))``.
+    [..., n], equal to ``apply_wiring(x, wiring_of(scores))`` (with ``transpose``,
+    ``apply_wiring(x, invert(wiring_of(scores)))``).
   """
   _check_scores_match(x, scores)
   _check_tau(tau)
-  return _permute(x, scores, jnp.asarray(tau, dtype=jnp.result_type(scores)))
+  return _permute(x, scores, jnp.asarray(tau, dtype=jnp.result_type(scores)), bool(transpose))
 
 
 # --------------------------------------------------------------------------------------

@@ -19,9 +19,18 @@ def reference_permute(x, scores, tau):
   """The reference code's straight-through permutation, literally: ``x @ P.T`` with
   ``P = hard + soft - stop_gradient(soft)``; its value is the hard permutation, its
   gradient with respect to the scores is the relaxation's."""
+  return x @ _straight_through(scores, tau).T
+
+
+def reference_permute_transposed(x, scores, tau):
+  """``x @ P`` with the same straight-through ``P`` (the reference's alignment adapters)."""
+  return x @ _straight_through(scores, tau)
+
+
+def _straight_through(scores, tau):
   soft = layers.softsort(scores, tau)
   hard = jax.nn.one_hot(jnp.argmax(soft, axis=-1), scores.shape[-1], dtype=soft.dtype)
-  return x @ (hard + soft - jax.lax.stop_gradient(soft)).T
+  return hard + soft - jax.lax.stop_gradient(soft)
 
 
 def slow_softsort(scores, tau):
@@ -106,6 +115,20 @@ class PermuteTest(chex.TestCase):
     got = self.variant(lambda: vjp(layers.permute))()
     want = vjp(reference_permute)
     chex.assert_trees_all_close(got, want, rtol=1e-5, atol=1e-5)
+
+  @parameterized.product(tau=(0.05, 1.0), batch_shape=((), (4,), (2, 3)))
+  def test_transposed_forward_and_vjp_equal_the_reference(self, tau, batch_shape):
+    x, scores, cotangent = random_inputs(11, batch_shape)
+    out = jax.jit(lambda x, s: layers.permute(x, s, tau, transpose=True))(x, scores)
+    order = layers.wiring_of(scores)
+    np.testing.assert_array_equal(out, layers.apply_wiring(x, layers.invert(order)))
+
+    def vjp(fn):
+      _, pullback = jax.vjp(lambda x, s: fn(x, s, tau), x, scores)
+      return pullback(cotangent)
+
+    got = jax.jit(lambda: vjp(lambda x, s, t: layers.permute(x, s, t, transpose=True)))()
+    chex.assert_trees_all_close(got, vjp(reference_permute_transposed), rtol=1e-5, atol=1e-5)
 
   @parameterized.parameters(0.1, 1.0)
   def test_vjp_under_vmap_over_modes(self, tau):

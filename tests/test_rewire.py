@@ -76,13 +76,14 @@ def test_exact_alignment_reproduces_old_tasks_only_after_refinement():
     nxt = ins[l + 1] if l < 2 else np.arange(WIDTH)
     expected = [int(np.argsort(outs[l])[old_wirings[l][nxt[j]]]) for j in range(WIDTH)]
     np.testing.assert_array_equal(refined[l], expected)
-  # The adapters of the alignment loss read these orders, and L_SP is then 0 at W_new.
+  # Adapters whose matrices give W_new = P'^T M P'' (torch layout): their wirings are the
+  # inverses of the gathers; adapter_orders reads the gathers back, and L_SP is 0 at W_new.
   adapted = new
   params = dict(new["params"])
   for l in range(3):
-    params[f"adapter_out_{l}"] = layers.scores_of(outs[l])
+    params[f"adapter_out_{l}"] = layers.scores_of(layers.invert(outs[l]))
     if l > 0:
-      params[f"adapter_in_{l}"] = layers.scores_of(ins[l])
+      params[f"adapter_in_{l}"] = layers.scores_of(layers.invert(ins[l]))
   adapted = {**new, "params": params}
   got_out, got_in = rw.adapter_orders(adapted)
   np.testing.assert_array_equal(got_out, outs)
@@ -116,8 +117,9 @@ def _straight_through(scores, tau):
 @pytest.mark.parametrize("form", ["norm", "correlation"])
 def test_alignment_loss_equals_the_matrix_form_with_straight_through_adapters(form):
   """Eq. 11 ("norm") and the reference's ``-2 sum((zp^T M ap) * W) + sum W^2``
-  ("correlation") written with explicit [n, n] straight-through matrices: same values and
-  same gradients for the weights and every adapter."""
+  ("correlation") written with explicit [n, n] straight-through matrices, as the reference's
+  torch code (M [out, in]): same values and same gradients for the weights and every
+  adapter."""
   _, actor = _actor()
   anchor = rw.hidden_weights(actor)
   keys = iter(jax.random.split(jax.random.key(3), 32))
@@ -129,11 +131,11 @@ def test_alignment_loss_equals_the_matrix_form_with_straight_through_adapters(fo
     total = 0.0
     for l in range(3):
       name = f"hidden_{l}"
-      p_out = _straight_through(params[f"adapter_out_{l}"], tau)  # M[:, o] = M @ P_out^T.
-      kernel = anchor[name]["kernel"] @ p_out.T
-      if l > 0:  # M[i, :] = P_in @ M.
-        kernel = _straight_through(params[f"adapter_in_{l}"], tau) @ kernel
-      bias = anchor[name]["bias"] @ p_out.T
+      zp = _straight_through(params[f"adapter_out_{l}"], tau)
+      target = zp.T @ anchor[name]["kernel"].T  # Torch layout [out, in].
+      if l > 0:
+        target = target @ _straight_through(params[f"adapter_in_{l}"], tau)
+      kernel, bias = target.T, zp.T @ anchor[name]["bias"]
       for current, target in ((params[name]["kernel"], kernel), (params[name]["bias"], bias)):
         if form == "norm":
           total += jnp.sum((current - target) ** 2)

@@ -12,12 +12,14 @@ The actor's hidden layers are ``PermutedDense`` with K score rows (modes). Per t
   start-of-task weights, head and wiring come back.
 * **Alignment** (Sec. 3.4, Eqs. 9-12): during task t > 0 the adapters ``P'_l`` (output side of
   hidden layer l) and ``P''_l`` (input side, l >= 1) are learned through
-  ``beta * L_SP = beta * sum_l ||W_l - M_l[P''_l][:, P'_l]||^2 + ||b_l - m_l[P'_l]||^2``
-  (flax kernels are [in, out]; ``M, m`` are the weights at the end of the previous task; the
-  adapters act through the straight-through SoftSort at ``align_tau``). At the end of the task
-  every earlier cached wiring is refined, ``w'_l = o_l^-1 o w_l o i_{l+1}`` (``o`` the output
-  adapter order, ``i`` the next layer's input adapter order, ``a o b = a[b]``), so that the old
-  tasks see the new weights exactly as they saw the old ones when the alignment is exact.
+  ``beta * L_SP = beta * sum_l ||W_l - P'_l^T M_l P''_l||^2 + ||b_l - P'_l^T m_l||^2`` (torch
+  layout [out, in]; ``M, m`` are the weights at the end of the previous task; the adapters are
+  the reference's straight-through SoftSort matrices at ``align_tau``; for hard adapters the
+  target is the gather ``M[i][:, o]`` in flax's [in, out] layout, ``o, i`` the inverses of the
+  adapters' wirings). At the end of the task every earlier cached wiring is refined,
+  ``w'_l = o_l^-1 o w_l o i_{l+1}`` (``i`` the next layer's input gather, ``a o b = a[b]``), so
+  that the old tasks see the new weights exactly as they saw the old ones when the alignment
+  is exact.
 * **Evaluation of task t**: the current weights, the cached (refined) wiring of t, head t.
 """
 
@@ -145,14 +147,17 @@ def reset_adapters(actor_params: Params) -> Params:
 
 
 def adapter_orders(actor_params: Params) -> tuple[Array, Array]:
-  """int32 ([L, width] output orders o_l, [L, width] input orders i_l, identity for l = 0)."""
+  """int32 ([L, width] output orders o_l, [L, width] input orders i_l, identity for l = 0):
+  the gathers the hard adapters apply, ``M[i][:, o]``. The adapters' scores are the
+  reference's ``zv``, ``av``, whose matrices act as ``P'^T M P''`` (torch layout), so the
+  gathers are the inverses of their wirings."""
   params = actor_params["params"]
   names = _hidden_names(actor_params)
   width = params[names[0]]["bias"].shape[0]
-  outs = jnp.stack([layers.wiring_of(params[f"adapter_out_{l}"]) for l in range(len(names))])
-  ins = [jnp.arange(width, dtype=jnp.int32)]
-  ins += [layers.wiring_of(params[f"adapter_in_{l}"]) for l in range(1, len(names))]
-  return outs, jnp.stack(ins)
+  outs = [layers.wiring_of(params[f"adapter_out_{l}"]) for l in range(len(names))]
+  ins = [layers.wiring_of(params[f"adapter_in_{l}"]) for l in range(1, len(names))]
+  ins = [jnp.arange(width, dtype=jnp.int32)] + [layers.invert(i) for i in ins]
+  return layers.invert(jnp.stack(outs)), jnp.stack(ins)
 
 
 def refine_wirings(wirings: Array, out_orders: Array, in_orders: Array) -> Array:
@@ -172,11 +177,13 @@ def refine_wirings(wirings: Array, out_orders: Array, in_orders: Array) -> Array
 def alignment_loss(
   actor_params: Params, anchor: Params, tau: float, align: bool, form: str = "norm"
 ) -> Array:
-  """``L_SP = sum_l ||W_l - M_l[P''_l][:, P'_l]||^2 + ||b_l - m_l[P'_l]||^2`` (Eq. 11), the
-  adapters as straight-through SoftSort permutations; without ``align``, plain L2 to M.
+  """``L_SP = sum_l ||W_l - P'_l^T M_l P''_l||^2 + ||b_l - P'_l^T m_l||^2`` (Eq. 11, torch
+  layout [out, in]; for hard adapters ``M[i][:, o]`` in flax's, ``adapter_orders``), the
+  adapters as the reference's straight-through SoftSort matrices; without ``align``, plain L2
+  to M.
 
   ``form="correlation"`` is the reference code's version: each term without its
-  ``||M[P''][:, P']||^2``, i.e. ``||W||^2 - 2 <M[P''][:, P'], W>``. The dropped term is constant
+  ``||P'^T M P''||^2``, i.e. ``||W||^2 - 2 <P'^T M P'', W>``. The dropped term is constant
   for hard permutations (so the value only shifts, and W's gradient is the same), but its
   straight-through gradient reaches the adapters: the reference's adapters follow the
   correlation with W alone."""
@@ -184,11 +191,13 @@ def alignment_loss(
   total = jnp.float32(0.0)
   for l, name in enumerate(_hidden_names(actor_params)):
     kernel, bias = anchor[name]["kernel"], anchor[name]["bias"]
-    if align:  # Columns M[:, o] and m[o] in one permutation (one SoftSort pullback).
-      stacked = layers.permute(jnp.vstack([kernel, bias]), params[f"adapter_out_{l}"], tau)
+    if align:  # Flax [in, out]: (P'^T M P'')^T = P''^T M P'; columns and bias by P'.
+      out_scores = params[f"adapter_out_{l}"]
+      stacked = layers.permute(jnp.vstack([kernel, bias]), out_scores, tau, transpose=True)
       kernel, bias = stacked[:-1], stacked[-1]
-      if l > 0:  # Rows: M[i, :].
-        kernel = layers.permute(kernel.T, params[f"adapter_in_{l}"], tau).T
+      if l > 0:  # Rows by P''^T.
+        in_scores = params[f"adapter_in_{l}"]
+        kernel = layers.permute(kernel.T, in_scores, tau, transpose=True).T
     for current, target in ((params[name]["kernel"], kernel), (params[name]["bias"], bias)):
       if form == "correlation":
         total += jnp.sum(current**2) - 2.0 * jnp.sum(target * current)
