@@ -9,6 +9,7 @@ head. Baselines use the same MLP with plain Dense layers (``permuted=False``).
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import jax
@@ -27,6 +28,17 @@ torch_linear_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "unifo
 stacked_torch_linear_init = nn.initializers.variance_scaling(
   1.0 / 3.0, "fan_in", "uniform", in_axis=-2, out_axis=-1, batch_axis=(0,)
 )
+
+
+def torch_bias_init(fan_in: int):
+  """PyTorch's nn.Linear bias init, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), for a bias of any
+  shape (a plain bias, or one per head slot, column or anchor)."""
+  bound = 1.0 / math.sqrt(fan_in)
+
+  def init(key: PRNGKey, shape: tuple[int, ...], dtype=jnp.float32) -> Array:
+    return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+  return init
 
 
 class Actor(nn.Module):
@@ -82,14 +94,24 @@ class Actor(nn.Module):
     for i, width in enumerate(self.hidden_sizes):
       if self.permuted:
         layer = PermutedDense(
-          width, self.num_modes, self.tau, kernel_init=torch_linear_init, name=f"hidden_{i}"
+          width,
+          self.num_modes,
+          self.tau,
+          kernel_init=torch_linear_init,
+          bias_init=torch_bias_init(h.shape[-1]),
+          name=f"hidden_{i}",
         )
         noise = None
         if noisy_wiring and self.gumbel_noise > 0:
           noise = self.gumbel_noise * jax.random.gumbel(self.make_rng("noise"), (width,))
         h = layer(h, mode, None if wirings is None else wirings[i], tau, noise)
       else:
-        h = nn.Dense(width, kernel_init=torch_linear_init, name=f"hidden_{i}")(h)
+        h = nn.Dense(
+          width,
+          kernel_init=torch_linear_init,
+          bias_init=torch_bias_init(h.shape[-1]),
+          name=f"hidden_{i}",
+        )(h)
       if self.dropout > 0:
         h = nn.Dropout(self.dropout, deterministic=not train)(h)
       h = nn.leaky_relu(h, LEAKY_SLOPE)
@@ -97,7 +119,7 @@ class Actor(nn.Module):
     kernels = self.param(
       "head_kernel", stacked_torch_linear_init, (self.num_heads, h.shape[-1], out_size)
     )
-    biases = self.param("head_bias", nn.initializers.zeros_init(), (self.num_heads, out_size))
+    biases = self.param("head_bias", torch_bias_init(h.shape[-1]), (self.num_heads, out_size))
     slot = head_slot(task_id, self.num_heads)
     out = h @ kernels[slot] + biases[slot]
     mu, log_std = jnp.split(out, 2, axis=-1)
@@ -115,8 +137,10 @@ class _QNetwork(nn.Module):
   @nn.compact
   def __call__(self, x: Array) -> Array:
     for width in self.hidden_sizes:
-      x = nn.leaky_relu(nn.Dense(width, kernel_init=torch_linear_init)(x), LEAKY_SLOPE)
-    return nn.Dense(1, kernel_init=torch_linear_init)(x)[..., 0]
+      dense = nn.Dense(width, kernel_init=torch_linear_init, bias_init=torch_bias_init(x.shape[-1]))
+      x = nn.leaky_relu(dense(x), LEAKY_SLOPE)
+    out = nn.Dense(1, kernel_init=torch_linear_init, bias_init=torch_bias_init(x.shape[-1]))
+    return out(x)[..., 0]
 
 
 class TwinCritic(nn.Module):

@@ -45,6 +45,7 @@ from rewirejax.networks import (
   LOG_STD_MAX,
   LOG_STD_MIN,
   stacked_torch_linear_init,
+  torch_bias_init,
 )
 from rewirejax.types import Array, Params
 
@@ -86,7 +87,7 @@ class SubspaceActor(nn.Module):
     for layer, width in enumerate(sizes):
       shape = (self.num_anchors, h.shape[-1], width)
       kernels = self.param(f"kernel_{layer}", stacked_torch_linear_init, shape)
-      biases = self.param(f"bias_{layer}", nn.initializers.zeros_init(), shape[::2])
+      biases = self.param(f"bias_{layer}", torch_bias_init(h.shape[-1]), shape[::2])
       if per_row:
         out = jnp.einsum("...i,aio->...ao", h, kernels) + biases
         h = jnp.einsum("...a,...ao->...o", alpha, out)

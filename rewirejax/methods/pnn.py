@@ -30,6 +30,7 @@ from rewirejax.networks import (
   LOG_STD_MAX,
   LOG_STD_MIN,
   stacked_torch_linear_init,
+  torch_bias_init,
 )
 from rewirejax.types import Array
 
@@ -77,15 +78,13 @@ class ProgressiveActor(nn.Module):
     for l, width in enumerate(sizes):
       n_in, columns = h.shape[-1], self.num_columns
       kernel = self.param(f"kernel_{l}", stacked_torch_linear_init, (columns, n_in, width))
-      bias = self.param(f"bias_{l}", nn.initializers.zeros_init(), (columns, width))
+      bias = self.param(f"bias_{l}", torch_bias_init(n_in), (columns, width))
       out = jnp.einsum("c...i,cio->c...o", h, kernel) + _expand(bias, h.ndim)
       if l > 0 and laterals:
         alpha = self.param(f"lateral_alpha_{l}", _lateral_alpha_init, (columns - 1,))
         v = self.param(f"lateral_v_{l}", stacked_torch_linear_init, (len(pair_k), n_in, n_in))
         u = self.param(f"lateral_u_{l}", stacked_torch_linear_init, (columns - 1, n_in, width))
-        u_bias = self.param(
-          f"lateral_u_bias_{l}", nn.initializers.zeros_init(), (columns - 1, width)
-        )
+        u_bias = self.param(f"lateral_u_bias_{l}", torch_bias_init(n_in), (columns - 1, width))
         pair_to_column = jax.nn.one_hot(pair_k - 1, columns - 1, axis=0)  # [C-1, P]
         scaled = h[pair_j] * _expand(alpha[pair_k - 1], h.ndim)  # [P, ..., n_in]
         projected = jnp.einsum("p...i,pir->p...r", scaled, v)
