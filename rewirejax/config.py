@@ -137,6 +137,7 @@ class RewireConfig:
   cache_wirings: bool = True  # One cached wiring per task (False: old tasks use the current one).
   rollback_if_worse: bool = True  # Restore the start of the task if no mode beats it.
   task_slots: int = 0  # 0: each task its own wiring and head; n: task t uses slot t % n.
+  mode_per_env: bool = True  # Acting: each env its own random mode; False: one for all (ref.).
   gumbel_noise: float = 0.0  # Reference: Gumbel noise on the scores in the update (0 or 0.1).
   dropout: float = 0.0  # Reference: 0.1 on hidden pre-activations (acting and update).
 

@@ -461,6 +461,7 @@ def test_reference_preset_turns_on_the_reference_stochasticity():
 
   hc = brax_configs.method_options("halfcheetah/forgetting", "rewire", "reference")
   assert hc["gumbel_noise"] == 0.1 and hc["dropout"] == 0.0 and hc["task_slots"] == 4
+  assert hc["align_loss"] == "correlation" and not hc["mode_per_env"]
   ant = brax_configs.method_options("ant/transfer", "rewire", "reference")
   assert ant["gumbel_noise"] == 0.0 and ant["dropout"] == 0.1 and ant["tau"] == 0.1
   paper = brax_configs.method_options("ant/transfer", "rewire", "paper")
@@ -472,6 +473,30 @@ def test_reference_preset_turns_on_the_reference_stochasticity():
   state, _ = jax.jit(trainer.warmup)(state, jnp.int32(0))
   state, metrics = jax.jit(trainer.train_chunk)(state, jnp.int32(0))
   assert np.isfinite(float(metrics["actor/loss"]))
+
+
+@pytest.mark.parametrize("mode_per_env", [True, False])
+def test_acting_draws_a_mode_per_env_or_one_for_all(mode_per_env):
+  """Each env's action equals that of one mode's policy; with ``mode_per_env=False`` all envs
+  share the mode of the step (the reference's)."""
+  method = make_method("rewire", CFG, mode_per_env=mode_per_env)
+  nets = method.make_networks(OBS, ACT, CFG)
+  params = base.networks_lib.init_agent_params(nets, jax.random.key(0), OBS, ACT, 1.0)
+  fields = {
+    f"hidden_{l}": {"scores": jax.random.uniform(jax.random.key(l), (3, WIDTH))} for l in range(3)
+  }
+  actor = rw._replace_layers(params.actor, fields)
+  obs, task = jax.random.normal(jax.random.key(7), (64, OBS)), jnp.int32(0)
+  per_mode = [nets.actor.apply(actor, obs, task, k)[0] for k in range(3)]
+  used = set()
+  for step in range(12):
+    mu, _, _ = method.act(nets, actor, None, obs, task, jax.random.key(100 + step))
+    modes = [
+      next(k for k in range(3) if np.allclose(mu[e], per_mode[k][e], atol=1e-6)) for e in range(64)
+    ]
+    assert len(set(modes)) == (3 if mode_per_env else 1)
+    used.update(modes)
+  assert used == {0, 1, 2}
 
 
 def test_a_repeated_task_in_training_is_evaluated_with_the_current_scores():

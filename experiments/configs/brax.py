@@ -148,7 +148,8 @@ def method_options(scenario: str, method: str, preset: str = "paper", budget: fl
   Rewire takes alpha and beta from the reference's per-scenario configs either way. ``"paper"``
   follows the paper's text and SPEC §4's defaults (tau 1, all K modes per update, KL
   distillation, a wiring and head per task); ``"reference"`` mirrors the reference code (its
-  tau, one random mode per update, squared-error distillation, ``cycle`` task slots, the
+  tau, one random mode per update and one per acting step for all envs, squared-error
+  distillation, ``cycle`` task slots, the
   correlation form of the alignment loss, Gumbel noise on the scores in the update or, where its
   scale is 0, dropout 0.1).
   """
@@ -174,6 +175,6 @@ def method_options(scenario: str, method: str, preset: str = "paper", budget: fl
   options = {"distill_coef": alpha, "align_coef": beta}
   if preset == "reference":
     options.update(tau=tau, task_slots=cycle, distill="mse", mode_update="sample")
-    options.update(align_loss="correlation")
+    options.update(align_loss="correlation", mode_per_env=False)
     options.update(gumbel_noise=gumbel, dropout=0.0 if gumbel > 0 else 0.1)
   return options

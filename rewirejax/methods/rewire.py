@@ -293,7 +293,8 @@ def make_rewire(max_tasks: int, rc: RewireConfig = RewireConfig(), name: str = "
     return params._replace(actor=actor), state
 
   def act(networks, actor_params, state, obs, task_id, key):
-    """Each env acts with its own random mode this step (dropout on, if any; hard wirings)."""
+    """Each env acts with its own random mode this step, or all envs with one
+    (``mode_per_env=False``, the reference's); dropout on, if any; hard wirings."""
     key_modes, key_dropout = jax.random.split(key)
 
     def policy(mode):
@@ -304,7 +305,8 @@ def make_rewire(max_tasks: int, rc: RewireConfig = RewireConfig(), name: str = "
     if num_modes == 1:
       return (*policy(0), state)
     mu, log_std = jax.vmap(policy)(jnp.arange(num_modes))  # [K, B, A]
-    modes = jax.random.randint(key_modes, obs.shape[:1], 0, num_modes)
+    modes = jax.random.randint(key_modes, obs.shape[:1] if rc.mode_per_env else (), 0, num_modes)
+    modes = jnp.broadcast_to(modes, obs.shape[:1])
     rows = jnp.arange(obs.shape[0])
     return mu[modes, rows], log_std[modes, rows], state
 
