@@ -26,6 +26,9 @@ class SACConfig:
   reward_scaling: float = 1.0  # Multiplies rewards in the critic target.
   hidden_sizes: tuple[int, ...] = (256, 256, 256)  # Actor and critic widths.
   truncation_is_terminal: bool = False  # Reference: True (no bootstrap at the time limit).
+  # The tanh log-det in log pi: "exact" (SAC), or "reference": the reference code's
+  # 2 log 2 - u - softplus(-2u), half the correction plus log 2 per action dimension.
+  tanh_log_det: str = "exact"
 
   @property
   def updates_per_epoch(self) -> int:
@@ -69,6 +72,8 @@ class SACConfig:
       raise ValueError("warmup_transitions must fit in the replay buffer.")
     if not 0.0 < self.discount <= 1.0 or not 0.0 < self.polyak <= 1.0:
       raise ValueError("discount and polyak must be in (0, 1].")
+    if self.tanh_log_det not in ("exact", "reference"):
+      raise ValueError(f"tanh_log_det must be 'exact' or 'reference', got {self.tanh_log_det!r}.")
 
 
 @dataclasses.dataclass(frozen=True)

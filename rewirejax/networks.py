@@ -215,15 +215,22 @@ def init_agent_params(
   return AgentParams(actor, critic, critic, jnp.log(jnp.float32(init_temperature)))
 
 
-def sample_tanh_gaussian(mu: Array, log_std: Array, key: PRNGKey) -> tuple[Array, Array]:
+def sample_tanh_gaussian(
+  mu: Array, log_std: Array, key: PRNGKey, log_det: str = "exact"
+) -> tuple[Array, Array]:
   """Reparameterised tanh-Gaussian sample and its log-probability.
 
   Returns ``action = tanh(u)``, ``u = mu + std * eps``, and ``log pi(action) =
   sum_i [log N(u_i; mu_i, std_i) - log(1 - tanh(u_i)^2)]``, the correction written as
   ``2 (log 2 - u - softplus(-2u))`` for stability (Haarnoja et al. 2018, App. C).
+  ``log_det="reference"`` subtracts the reference code's ``2 log 2 - u - softplus(-2u)``
+  instead (its parentheses are misplaced: half the correction plus log 2 per dimension).
   """
   eps = jax.random.normal(key, mu.shape, mu.dtype)
   u = mu + jnp.exp(log_std) * eps
   log_normal = -0.5 * eps**2 - log_std - 0.5 * jnp.log(2.0 * jnp.pi)
-  log_det = 2.0 * (jnp.log(2.0) - u - jax.nn.softplus(-2.0 * u))
-  return jnp.tanh(u), jnp.sum(log_normal - log_det, axis=-1)
+  if log_det == "reference":
+    correction = 2.0 * jnp.log(2.0) - u - jax.nn.softplus(-2.0 * u)
+  else:
+    correction = 2.0 * (jnp.log(2.0) - u - jax.nn.softplus(-2.0 * u))
+  return jnp.tanh(u), jnp.sum(log_normal - correction, axis=-1)

@@ -105,7 +105,7 @@ def make_losses(networks: SACNetworks, cfg: SACConfig, action_size: int) -> SACL
     the training forward."""
     del method_state
     mu, log_std = policy_fn(params.actor, batch.next_obs, task_id, mode, tau, key)
-    next_action, next_log_prob = sample_tanh_gaussian(mu, log_std, key)
+    next_action, next_log_prob = sample_tanh_gaussian(mu, log_std, key, cfg.tanh_log_det)
     next_q = jnp.min(networks.critic.apply(params.target_critic, batch.next_obs, next_action), 0)
     done = batch.terminal
     if cfg.truncation_is_terminal:
@@ -126,7 +126,7 @@ def make_losses(networks: SACNetworks, cfg: SACConfig, action_size: int) -> SACL
     Returns the loss and ``ActorAux``."""
     del method_state
     mu, log_std = policy_fn(actor_params, batch.obs, task_id, mode, tau, key)
-    action, log_prob = sample_tanh_gaussian(mu, log_std, key)
+    action, log_prob = sample_tanh_gaussian(mu, log_std, key, cfg.tanh_log_det)
     q = jnp.min(networks.critic.apply(params.critic, batch.obs, action), 0)
     alpha = jnp.exp(jax.lax.stop_gradient(params.log_alpha))
     loss = jnp.mean(alpha * log_prob - q)

@@ -42,6 +42,23 @@ def setup():
   return cfg, nets, params, batch
 
 
+def test_reference_log_det_is_half_the_correction_plus_log_2_per_dimension():
+  key = jax.random.key(2)
+  mu = jax.random.normal(jax.random.key(3), (B, ACT))
+  log_std = jax.random.uniform(jax.random.key(4), (B, ACT), minval=-2, maxval=0.5)
+  action, exact = networks_lib.sample_tanh_gaussian(mu, log_std, key)
+  _, reference = networks_lib.sample_tanh_gaussian(mu, log_std, key, "reference")
+  del action
+  eps = np.asarray(jax.random.normal(key, mu.shape), np.float64)
+  std = np.exp(np.asarray(log_std, np.float64))
+  u = np.asarray(mu, np.float64) + std * eps
+  log_normal = np.sum(-0.5 * eps**2 - np.log(std) - 0.5 * np.log(2 * np.pi), -1)
+  log_det = np.log(1 - np.tanh(u) ** 2)  # The exact correction: exact = log_normal - sum.
+  np.testing.assert_allclose(exact, log_normal - np.sum(log_det, -1), rtol=1e-3, atol=1e-3)
+  want = log_normal - np.sum(0.5 * log_det + np.log(2.0), -1)
+  np.testing.assert_allclose(reference, want, rtol=1e-3, atol=1e-3)
+
+
 def test_tanh_gaussian_log_prob_matches_closed_form():
   key = jax.random.key(2)
   mu = jax.random.normal(jax.random.key(3), (B, ACT))
