@@ -242,8 +242,8 @@ def bench_rewire_update(num_updates: int = 32) -> dict[str, float]:
     nets = method.make_networks(obs_size, act_size, cfg)
     params = init_agent_params(nets, jax.random.key(0), obs_size, act_size, 2.0)
     state = method.init(jax.random.key(0), params)
-    if name == "rewire":  # Alignment active: a wiring is cached.
-      state = state._replace(cached=state.cached.at[0].set(True))
+    if name == "rewire":  # Alignment active: a task finished and its wiring cached.
+      state = state._replace(cached=state.cached.at[0].set(True), finished_tasks=jnp.int32(1))
     optimizers = sac.make_optimizers(cfg.sac)
     losses = method.wrap_losses(sac.make_losses(nets, cfg.sac, act_size), nets, cfg)
     update_group = sac.make_update_group(
