@@ -161,7 +161,7 @@ def bench_sac_update(num_updates: int = 64) -> dict[str, float]:
   from rewirejax.networks import init_agent_params, make_sac_networks
 
   obs_size, act_size, capacity = 17, 6, 100_000
-  cfg = SACConfig()
+  cfg = SACConfig(policy_update_delay=1)  # An update: one critic and one actor step.
   calls, flops = {}, {}
   for label, permuted in (("PermutedDense actor (K=1)", True), ("Dense actor", False)):
     nets = make_sac_networks(obs_size, act_size, num_heads=8, permuted=permuted)
@@ -217,12 +217,13 @@ def bench_rewire_update(num_updates: int = 32) -> dict[str, float]:
   the alignment penalty active (as from the second task on), and of the baselines. Targets on
   CPU: sample <= 1.25x FT-1, all <= 1.8x sample."""
   from rewirejax import sac
-  from rewirejax.config import RunConfig
+  from rewirejax.config import RunConfig, SACConfig
   from rewirejax.methods import make_method
   from rewirejax.networks import init_agent_params
 
   obs_size, act_size, capacity = 17, 6, 50_000
-  cfg = RunConfig(max_tasks=8)
+  # An update: one critic and one actor step.
+  cfg = RunConfig(max_tasks=8, sac=SACConfig(policy_update_delay=1))
   replay = _filled_replay(obs_size, act_size, capacity)
   variants = {
     "FT-1 (Dense)": ("ft_1", {}),
@@ -305,6 +306,7 @@ def _cheetah_run_config(
     warmup_transitions=256 * 10,
     replay_capacity=100_000,
     hidden_sizes=(256, 256),
+    policy_update_delay=1,  # As brax's SAC: an actor step with every critic step.
   )
   return RunConfig(
     env_name="halfcheetah",

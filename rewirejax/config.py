@@ -20,8 +20,8 @@ class SACConfig:
   critic_lr: float = 3e-4  # Adam, twin critic.
   alpha_lr: float = 3e-4  # Adam, log temperature.
   init_temperature: float = 2.0  # alpha at the start of every task.
-  target_entropy_multiplier: float = 1.0  # target entropy = -m * act_dim.
-  policy_update_delay: int = 1  # Critic steps per actor/temperature step.
+  target_entropy_multiplier: float = 2.0  # target entropy = -m * act_dim.
+  policy_update_delay: int = 2  # Critic steps per actor/temperature step.
   target_update_delay: int = 1  # Critic steps per target update.
   reward_scaling: float = 1.0  # Multiplies rewards in the critic target.
   hidden_sizes: tuple[int, ...] = (256, 256, 256)  # Actor and critic widths.

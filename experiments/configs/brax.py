@@ -89,6 +89,8 @@ def get_config(
       alpha_lr=1e-3,
       init_temperature=0.1,
       discount=0.9,
+      target_entropy_multiplier=1.0,
+      policy_update_delay=1,
     )
     eval_envs, eval_rollouts = 16, 1
   else:

@@ -23,5 +23,7 @@ def get_config() -> RunConfig:
       critic_lr=1e-3,
       alpha_lr=1e-3,
       init_temperature=0.1,
+      target_entropy_multiplier=1.0,
+      policy_update_delay=1,
     ),
   )
