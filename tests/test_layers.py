@@ -19,15 +19,16 @@ def reference_permute(x, scores, tau):
   """The reference code's straight-through permutation, literally: ``x @ P.T`` with
   ``P = hard + soft - stop_gradient(soft)``; its value is the hard permutation, its
   gradient with respect to the scores is the relaxation's."""
-  return x @ _straight_through(scores, tau).T
+  return x @ straight_through_matrix(scores, tau).T
 
 
 def reference_permute_transposed(x, scores, tau):
   """``x @ P`` with the same straight-through ``P`` (the reference's alignment adapters)."""
-  return x @ _straight_through(scores, tau)
+  return x @ straight_through_matrix(scores, tau)
 
 
-def _straight_through(scores, tau):
+def straight_through_matrix(scores, tau):
+  """The reference's ``hard + soft - stop_gradient(soft)`` [n, n] (its value is ``hard``)."""
   soft = layers.softsort(scores, tau)
   hard = jax.nn.one_hot(jnp.argmax(soft, axis=-1), scores.shape[-1], dtype=soft.dtype)
   return hard + soft - jax.lax.stop_gradient(soft)

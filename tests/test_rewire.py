@@ -17,6 +17,7 @@ from rewirejax.methods import rewire as rw
 from rewirejax.networks import make_sac_networks
 from rewirejax.sac import make_losses
 from rewirejax.train import make_trainer
+from tests.test_layers import straight_through_matrix
 
 OBS, ACT, WIDTH = 3, 2, 8
 CFG = RunConfig(
@@ -107,13 +108,6 @@ def test_alignment_gradient_reaches_the_adapters_and_weights():
   assert float(jnp.abs(plain["adapter_out_0"]).sum()) == 0
 
 
-def _straight_through(scores, tau):
-  """The reference's adapter matrix: hard + soft - stop_gradient(soft)."""
-  soft = layers.softsort(scores, tau)
-  hard = jax.nn.one_hot(layers.wiring_of(scores), scores.shape[-1], dtype=soft.dtype)
-  return hard + soft - jax.lax.stop_gradient(soft)
-
-
 @pytest.mark.parametrize("form", ["norm", "correlation"])
 def test_alignment_loss_equals_the_matrix_form_with_straight_through_adapters(form):
   """Eq. 11 ("norm") and the reference's ``-2 sum((zp^T M ap) * W) + sum W^2``
@@ -131,10 +125,10 @@ def test_alignment_loss_equals_the_matrix_form_with_straight_through_adapters(fo
     total = 0.0
     for l in range(3):
       name = f"hidden_{l}"
-      zp = _straight_through(params[f"adapter_out_{l}"], tau)
+      zp = straight_through_matrix(params[f"adapter_out_{l}"], tau)
       target = zp.T @ anchor[name]["kernel"].T  # Torch layout [out, in].
       if l > 0:
-        target = target @ _straight_through(params[f"adapter_in_{l}"], tau)
+        target = target @ straight_through_matrix(params[f"adapter_in_{l}"], tau)
       kernel, bias = target.T, zp.T @ anchor[name]["bias"]
       for current, target in ((params[name]["kernel"], kernel), (params[name]["bias"], bias)):
         if form == "norm":
