@@ -25,7 +25,8 @@ demo-permutation: install
 
 # The paper's Brax table: scenarios x methods x seeds (seeds vmapped in one job per pair).
 # Empty SCENARIOS / METHODS mean all; BUDGET is the fraction of the paper's 1 M steps a task;
-# PRESET=paper|reference picks the rewiring settings (SPEC defaults or the reference code's).
+# PRESET=paper|reference picks the rewiring settings (SPEC defaults or the reference code's);
+# SAC=paper|fast the SAC settings (the scenario's, or ones that learn within a small budget).
 # Example for 2 CPU cores: make reproduce-brax SCENARIOS=halfcheetah/forgetting METHODS="ft_1 sac_n" SEEDS=3 BUDGET=0.02 BACKEND=spring
 SCENARIOS ?=
 METHODS ?=
@@ -36,11 +37,12 @@ RESULTS ?= results
 NUM_ENVS ?=
 EVAL_ENVS ?=
 PRESET ?= paper
+SAC ?= paper
 reproduce-brax: install
 	$(PY) experiments/reproduce_brax.py $(if $(strip $(SCENARIOS)),--scenarios $(SCENARIOS)) \
 	  $(if $(strip $(METHODS)),--methods $(METHODS)) --seeds $(SEEDS) --budget $(BUDGET) \
 	  --backend $(BACKEND) --out $(RESULTS) $(if $(NUM_ENVS),--num-envs $(NUM_ENVS)) \
-	  $(if $(EVAL_ENVS),--eval-envs $(EVAL_ENVS)) --preset $(PRESET)
+	  $(if $(EVAL_ENVS),--eval-envs $(EVAL_ENVS)) --preset $(PRESET) --sac $(SAC)
 
 # Rebuild tables and plots from the result files alone.
 report: install

@@ -38,7 +38,7 @@ BRAX_SCENARIOS = [name for name in scenario_names() if not name.startswith("toy/
 MAIN_METHODS = [m for m in METHODS if m not in REWIRE_ABLATIONS]  # Table 1; ablations by name.
 
 
-def _settings(cfg, scenario, method, budget, seeds, options, preset) -> dict:
+def _settings(cfg, scenario, method, budget, seeds, options, preset, sac_settings) -> dict:
   """What makes a finished result reusable: the same settings."""
   return {
     "scenario": scenario,
@@ -49,6 +49,7 @@ def _settings(cfg, scenario, method, budget, seeds, options, preset) -> dict:
     "config": logs.to_jsonable(cfg),
     "method_options": options,
     "method_preset": preset if method.startswith("rewire") else None,
+    "sac_settings": sac_settings,
   }
 
 
@@ -63,15 +64,19 @@ def run_pair(
   num_envs: int | None = None,
   num_eval_envs: int | None = None,
   preset: str = "paper",
+  sac_settings: str = "paper",
 ) -> dict:
   """Trains one (scenario, method) with all seeds vmapped; returns the result payload."""
-  cfg = brax_configs.get_config(scenario, method_name, budget, backend, num_envs, num_eval_envs)
+  cfg = brax_configs.get_config(
+    scenario, method_name, budget, backend, num_envs, num_eval_envs, sac_settings
+  )
   options = brax_configs.method_options(scenario, method_name, preset, budget)
-  settings = _settings(cfg, scenario, method_name, budget, seeds, options, preset)
+  settings = _settings(cfg, scenario, method_name, budget, seeds, options, preset, sac_settings)
   result_path = out / scenario / f"{method_name}.json"
   if result_path.exists():
     result = json.loads(result_path.read_text())
-    saved = {"method_options": {}, "method_preset": None, **result}  # Older files lack them.
+    older = {"method_options": {}, "method_preset": None, "sac_settings": "paper"}
+    saved = {**older, **result}  # Older files lack them.
     if {k: saved.get(k) for k in settings} != settings:
       raise ValueError(
         f"{result_path} holds a run with other settings (budget, backend, seeds or config); "
@@ -81,7 +86,9 @@ def run_pair(
     return result
   run_dir = out / scenario / method_name
   saved = run_dir / "settings.json"
-  if saved.exists() and json.loads(saved.read_text()) != logs.to_jsonable(settings):
+  if saved.exists() and {"sac_settings": "paper", **json.loads(saved.read_text())} != (
+    logs.to_jsonable(settings)
+  ):
     raise ValueError(f"{run_dir} holds checkpoints of a run with other settings; delete it.")
   run_dir.mkdir(parents=True, exist_ok=True)
   logs.write_json_atomic(saved, settings)
@@ -151,6 +158,11 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument(
     "--preset", default="paper", help="rewire settings: paper (SPEC defaults) | reference"
   )
+  parser.add_argument(
+    "--sac",
+    default="paper",
+    help="SAC settings: paper (the scenario's) | fast (FAST_SAC: learns within a small budget)",
+  )
   parser.add_argument("--no-progress", action="store_true")
   args = parser.parse_args(argv)
   try:
@@ -159,6 +171,10 @@ def main(argv: list[str] | None = None) -> int:
     for method in args.methods:
       if method not in METHODS:
         raise ValueError(f"Unknown method {method!r}; choices: {list(METHODS)}.")
+    if args.sac not in brax_configs.SAC_SETTINGS:
+      raise ValueError(
+        f"Unknown SAC settings {args.sac!r}; choices: {list(brax_configs.SAC_SETTINGS)}."
+      )
     if args.seeds < 1:
       raise ValueError(f"--seeds must be >= 1, got {args.seeds}.")
     # SAC-N first: the scenario's normaliser.
@@ -177,8 +193,9 @@ def main(argv: list[str] | None = None) -> int:
           args.num_envs,
           args.eval_envs,
           args.preset,
+          args.sac,
         )
-        path = refs.reference_path(args.references, scenario, args.backend, args.budget)
+        path = refs.reference_path(args.references, scenario, args.backend, args.budget, args.sac)
         if method == "sac_n" and not path.exists():
           refs.write_reference(args.references, refs.reference_from_result(result))
           print(f"Wrote the SAC-N reference {path}.")

@@ -2,8 +2,8 @@
 
 Absolute returns of the paper's Brax do not carry over to today's physics, so the normaliser of
 the average performance is SAC-N's own return per task, measured by ``make reproduce-brax``.
-One JSON file per (scenario, backend, budget) under ``experiments/references/``; normalising
-against a reference made at another budget or backend is refused.
+One JSON file per (scenario, backend, budget, SAC settings) under ``experiments/references/``;
+normalising against a reference made at another budget, backend or SAC settings is refused.
 """
 
 from __future__ import annotations
@@ -21,9 +21,13 @@ DEFAULT_DIR = pathlib.Path(__file__).resolve().parents[1] / "experiments" / "ref
 
 
 def reference_path(
-  directory: pathlib.Path, scenario: str, backend: str, budget: float
+  directory: pathlib.Path, scenario: str, backend: str, budget: float, sac_settings: str = "paper"
 ) -> pathlib.Path:
-  return pathlib.Path(directory) / f"{scenario.replace('/', '-')}.{backend}.budget-{budget:g}.json"
+  """``<scenario>.<backend>.budget-<budget>[.sac-<settings>].json`` (the paper's SAC settings
+  carry no suffix)."""
+  suffix = "" if sac_settings == "paper" else f".sac-{sac_settings}"
+  name = f"{scenario.replace('/', '-')}.{backend}.budget-{budget:g}{suffix}.json"
+  return pathlib.Path(directory) / name
 
 
 def reference_from_result(result: dict[str, Any]) -> dict[str, Any]:
@@ -37,6 +41,7 @@ def reference_from_result(result: dict[str, Any]) -> dict[str, Any]:
     "scenario": result["scenario"],
     "backend": result["backend"],
     "budget": result["budget"],
+    "sac_settings": result.get("sac_settings", "paper"),
     "steps_per_task": result["steps_per_task"],
     "num_envs": result["config"]["sac"]["num_envs"],
     "num_eval_envs": result["config"]["num_eval_envs"],
@@ -52,32 +57,46 @@ def reference_from_result(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_reference(directory: pathlib.Path, reference: dict[str, Any]) -> pathlib.Path:
-  path = reference_path(directory, reference["scenario"], reference["backend"], reference["budget"])
+  path = reference_path(
+    directory,
+    reference["scenario"],
+    reference["backend"],
+    reference["budget"],
+    reference.get("sac_settings", "paper"),
+  )
   path.parent.mkdir(parents=True, exist_ok=True)
   logs.write_json_atomic(path, reference)
   return path
 
 
 def load_reference(
-  directory: pathlib.Path, scenario: str, backend: str, budget: float
+  directory: pathlib.Path, scenario: str, backend: str, budget: float, sac_settings: str = "paper"
 ) -> dict[str, Any]:
-  """The reference of ``scenario`` made at exactly this ``backend`` and ``budget``.
+  """The reference of ``scenario`` made at exactly this ``backend``, ``budget`` and
+  ``sac_settings``.
 
   Raises:
     ValueError: none was made with these settings (the message lists the ones that exist).
   """
-  path = reference_path(directory, scenario, backend, budget)
+  path = reference_path(directory, scenario, backend, budget, sac_settings)
   if not path.exists():
     others = sorted(
       p.name for p in pathlib.Path(directory).glob(f"{scenario.replace('/', '-')}.*.json")
     )
     raise ValueError(
-      f"No SAC-N reference for {scenario} at backend={backend}, budget={budget:g} in "
-      f"{directory}; normalising by one made at another budget or backend would be wrong. "
-      f"Existing references for this scenario: {others or 'none'}. Run `make reproduce-brax "
-      f"SCENARIOS={scenario} METHODS=sac_n BUDGET={budget:g} BACKEND={backend}` to make it."
+      f"No SAC-N reference for {scenario} at backend={backend}, budget={budget:g}, "
+      f"SAC settings {sac_settings} in {directory}; normalising by one made at other settings "
+      f"would be wrong. Existing references for this scenario: {others or 'none'}. Run `make "
+      f"reproduce-brax SCENARIOS={scenario} METHODS=sac_n BUDGET={budget:g} BACKEND={backend} "
+      f"SAC={sac_settings}` to make it."
     )
   reference = json.loads(path.read_text())
-  if (reference["backend"], float(reference["budget"])) != (backend, float(budget)):
-    raise ValueError(f"{path} was made at another backend or budget than its name says.")
+  # Files made before the fast settings existed carry no ``sac_settings``: the paper's.
+  made_with = (
+    reference["backend"],
+    float(reference["budget"]),
+    reference.get("sac_settings", "paper"),
+  )
+  if made_with != (backend, float(budget), sac_settings):
+    raise ValueError(f"{path} was made at other settings than its name says.")
   return reference

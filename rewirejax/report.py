@@ -1,7 +1,8 @@
 """Tables and plots from result files alone: ``rewirejax report results/``.
 
 Reads every ``<results>/<env>/<scenario>/<method>.json`` written by ``make reproduce-brax``,
-normalises by the SAC-N reference of the same scenario, backend and budget (``references``),
+normalises by the SAC-N reference of the same scenario, backend, budget and SAC settings
+(``references``),
 and writes ``table.md`` (the paper's Table 1: method x domain, performance +- std over seeds and
 model size; then every scenario with forgetting and forward transfer; then the ablation ladder),
 ``table.csv``, and per run ``<method>_curves.png`` (learning curve of each task),
@@ -49,10 +50,15 @@ def load_results(results_dir: pathlib.Path) -> list[dict[str, Any]]:
 
 
 def _matching_reference(result: dict[str, Any], reference_dir: pathlib.Path) -> dict | None:
-  """The SAC-N reference made at the result's scenario, backend and budget, if any."""
+  """The SAC-N reference made at the result's scenario, backend, budget and SAC settings, if
+  any."""
   try:
     return refs.load_reference(
-      reference_dir, result["scenario"], result["backend"], float(result["budget"])
+      reference_dir,
+      result["scenario"],
+      result["backend"],
+      float(result["budget"]),
+      _sac_settings(result),
     )
   except ValueError:
     return None
@@ -105,11 +111,13 @@ def build_tables(results: list[dict[str, Any]], reference_dir: pathlib.Path) -> 
   domains = [d for d in DOMAINS if any(r["env_name"] == d for r, _ in rows)]
   methods = sorted({r["method"] for r, _ in rows})
   out = io.StringIO()
-  settings = sorted({(r["backend"], float(r["budget"]), len(r["seeds"])) for r, _ in rows})
+  settings = sorted(
+    {(r["backend"], float(r["budget"]), len(r["seeds"]), _sac_settings(r)) for r, _ in rows}
+  )
   out.write("# Results\n\n")
   out.write(
-    "Settings (backend, budget, seeds): "
-    + "; ".join(f"{b}, {g:g}, {s}" for b, g, s in settings)
+    "Settings (backend, budget, seeds, SAC): "
+    + "; ".join(f"{b}, {g:g}, {s}, {sac}" for b, g, s, sac in settings)
     + "\n\n## Average performance (SAC-N = 1) and model size (FT-1 = 1)\n\n"
   )
   out.write("| method | " + " | ".join(f"{DOMAINS[d]} perf | size" for d in domains) + " |\n")
@@ -143,6 +151,7 @@ def build_tables(results: list[dict[str, Any]], reference_dir: pathlib.Path) -> 
     "seeds",
     "budget",
     "backend",
+    "SAC",
     "wall s",
   ]
   out.write("| " + " | ".join(header) + " |\n|" + "---|" * len(header) + "\n")
@@ -162,6 +171,7 @@ def build_tables(results: list[dict[str, Any]], reference_dir: pathlib.Path) -> 
       str(len(result["seeds"])),
       f"{float(result['budget']):g}",
       result["backend"],
+      _sac_settings(result),
       f"{result.get('wall_seconds', float('nan')):.0f}",
     ]
     out.write("| " + " | ".join(cells) + " |\n")
@@ -177,6 +187,11 @@ def build_tables(results: list[dict[str, Any]], reference_dir: pathlib.Path) -> 
   if notes:
     out.write("\nNotes:\n" + "".join(f"- {n}\n" for n in notes))
   return out.getvalue(), table.getvalue()
+
+
+def _sac_settings(result: dict[str, Any]) -> str:
+  """``"paper"`` or ``"fast"`` (results made before the choice existed: the paper's)."""
+  return result.get("sac_settings", "paper")
 
 
 def _seedwise_mean(per_scenario: list[np.ndarray]) -> np.ndarray:

@@ -2,6 +2,7 @@
 SAC-N reference, the table and the plots; finished pairs are kept; the report command rebuilds
 everything from the JSON; a resumed sequence equals an uninterrupted one."""
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -91,12 +92,34 @@ def test_finished_pairs_are_kept_and_report_rebuilds(reproduced, capsys):
   assert reproduce_brax.main([*argv[:-3], "--seeds", "3", "--no-progress"]) == 2
 
 
-def test_normalising_by_a_reference_of_another_budget_is_refused(reproduced):
+def test_normalising_by_a_reference_of_other_settings_is_refused(reproduced, tmp_path):
   _, _, references = reproduced
-  with pytest.raises(ValueError, match="another budget or backend"):
+  with pytest.raises(ValueError, match=r"budget=0\.25"):
     refs.load_reference(references, "toy/tiny", "mjx", 0.25)
   with pytest.raises(ValueError, match="backend=spring"):
     refs.load_reference(references, "toy/tiny", "spring", BUDGET)
+  with pytest.raises(ValueError, match="SAC settings fast"):
+    refs.load_reference(references, "toy/tiny", "mjx", BUDGET, "fast")
+  # A file whose content disagrees with its name (here: renamed by hand) is refused too.
+  made = refs.reference_path(references, "toy/tiny", "mjx", BUDGET)
+  renamed = refs.reference_path(tmp_path, "toy/tiny", "mjx", BUDGET, "fast")
+  assert renamed.name == made.name.replace(".json", ".sac-fast.json")
+  renamed.write_text(made.read_text())
+  with pytest.raises(ValueError, match="other settings than its name says"):
+    refs.load_reference(tmp_path, "toy/tiny", "mjx", BUDGET, "fast")
+
+
+def test_fast_sac_settings_replace_only_the_papers_sac_settings():
+  scenario = "halfcheetah/forgetting"
+  paper = brax_configs.get_config(scenario, "ft_1", 0.015, "spring")
+  fast = brax_configs.get_config(scenario, "ft_1", 0.015, "spring", sac_settings="fast")
+  assert (paper.sac.init_temperature, paper.sac.policy_update_delay) == (2.0, 2)
+  assert {f: getattr(fast.sac, f) for f in brax_configs.FAST_SAC} == brax_configs.FAST_SAC
+  papers_values = {f: getattr(paper.sac, f) for f in brax_configs.FAST_SAC}
+  assert dataclasses.replace(fast, sac=dataclasses.replace(fast.sac, **papers_values)) == paper
+  with pytest.raises(ValueError, match="Unknown SAC settings 'slow'; choices"):
+    brax_configs.get_config(scenario, "ft_1", 0.015, "spring", sac_settings="slow")
+  assert reproduce_brax.main(["--scenarios", "toy/tiny", "--sac", "slow"]) == 2
 
 
 def test_resumed_sac_n_sequence_equals_uninterrupted(tmp_path):
