@@ -487,6 +487,7 @@ def train_sequence(
     len(tasks) * num_chunks, position["task_index"] * num_chunks + position["chunk"], progress
   )
   chunks_run = 0
+  last_eval = None  # The latest learning-curve point (mean over seeds), shown on the bar.
   for task_index in range(position["task_index"], len(tasks)):
     task = jnp.int32(tasks[task_index])
     if position["chunk"] == 0:
@@ -515,9 +516,11 @@ def train_sequence(
         # Their own key range: an end-of-task evaluation never reuses a curve point's episodes.
         after = _CURVE_KEYS + 10_000 * task_index + chunk
         keys = _eval_keys(seeds, after, [tasks[task_index]])
-        curves[:, task_index, (chunk + 1) // eval_every_chunks - 1] = np.asarray(
-          evaluate(state, task[None], keys)
-        )[:, 0]
+        curve_point = np.asarray(evaluate(state, task[None], keys))[:, 0]
+        curves[:, task_index, (chunk + 1) // eval_every_chunks - 1] = curve_point
+        last_eval = float(np.mean(curve_point))
+        record["eval_return_per_seed"] = curve_point
+        record["eval_return"] = last_eval
       history.append(logs.to_jsonable(record))
       position = {"task_index": task_index, "chunk": chunk + 1}
       if checkpointer is not None:
@@ -530,10 +533,19 @@ def train_sequence(
         task=tasks[task_index],
         steps_per_s=f"{record['env_steps_per_s']:.0f}",
         recent_return=record["recent_return"],
+        eval_return=last_eval,
       )
     state, _ = end_task(state, task)
     keys = _eval_keys(seeds, task_index, eval_tasks)  # Every eval task in one vmapped call.
     returns[:, task_index] = np.asarray(evaluate(state, jnp.asarray(eval_tasks), keys))
+    if checkpointer is not None:  # R's row as it comes: [seeds, eval tasks].
+      end = {"task_index": task_index, "task": tasks[task_index], "chunk": num_chunks}
+      metrics_log.write({**end, "end_of_task_returns_per_seed": returns[:, task_index]})
+    if progress:
+      bar.write(
+        f"After task {tasks[task_index]}: return per eval task (mean over seeds) "
+        + " ".join(f"{r:.0f}" for r in np.mean(returns[:, task_index], axis=0))
+      )
     position = {"task_index": task_index + 1, "chunk": 0}
     save((task_index + 1) * (num_chunks + 1))
   bar.close()

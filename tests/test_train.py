@@ -185,8 +185,17 @@ def test_train_sequence_returns_matrix_and_files(tmp_path):
   assert len(result.chunk_metrics) == 2 * SEQ.num_chunks
   for name in ("manifest.json", "metrics.jsonl", "result.json"):
     assert (tmp_path / name).stat().st_size > 0
-  lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
-  assert len(lines) == 2 * SEQ.num_chunks
+  records = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  # Per task: one record per chunk with its learning-curve point, then the task's row of R.
+  assert len(records) == 2 * (SEQ.num_chunks + 1)
+  for task_index in range(2):
+    per_task = records[task_index * (SEQ.num_chunks + 1) :][: SEQ.num_chunks + 1]
+    assert [r["chunk"] for r in per_task] == list(range(SEQ.num_chunks + 1))
+    curve = [r["eval_return_per_seed"] for r in per_task[:-1]]
+    np.testing.assert_allclose(np.transpose(curve), result.curves[:, task_index], rtol=1e-6)
+    np.testing.assert_allclose(
+      per_task[-1]["end_of_task_returns_per_seed"], result.returns[:, task_index], rtol=1e-6
+    )
   manifest = json.loads((tmp_path / "manifest.json").read_text())
   assert manifest["versions"]["jax"] == jax.__version__ and manifest["seeds"] == [0, 1]
 
@@ -205,7 +214,8 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, stop_after):
   np.testing.assert_allclose(resumed.returns, full.returns, rtol=1e-6)
   np.testing.assert_allclose(resumed.curves, full.curves, rtol=1e-6)
   lines = (killed / "metrics.jsonl").read_text().splitlines()
-  assert [json.loads(x)["chunk"] for x in lines] == list(range(SEQ.num_chunks)) * 2
+  # Nothing logged twice or lost: each task's chunks, then its row of R.
+  assert [json.loads(x)["chunk"] for x in lines] == list(range(SEQ.num_chunks + 1)) * 2
 
 
 def test_sharded_seeds_equal_unsharded(tmp_path):
