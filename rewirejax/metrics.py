@@ -15,9 +15,10 @@ task (``ref[i]``) measured by rewirejax itself at the same budget and backend. W
 * model size: the largest policy parameter count over the run divided by FT-1's.
 
 Returns are normalised by dividing by ``ref[i]``, which is meaningful only for ``ref[i] > 0``.
-If any task's reference is not positive (SAC-N did not learn it, e.g. at a tiny budget), the
-normalised metrics are undefined for the whole run and are NaN, with a note; averaging over the
-other tasks would silently change the metric. Raw forgetting is reported alongside.
+A task whose reference is not positive (SAC-N did not learn it, e.g. at a tiny budget) is left
+out of the normalised averages, and ``Summary.excluded_tasks`` lists it (a note says so and the
+report marks such cells), since the metric is then not the paper's; with no positive reference
+at all they are NaN. Raw forgetting is reported alongside.
 """
 
 from __future__ import annotations
@@ -129,6 +130,7 @@ class Summary:
   raw_forgetting: np.ndarray  # [num_seeds] F_s in returns.
   model_size: float
   notes: tuple[str, ...] = ()
+  excluded_tasks: tuple[int, ...] = ()  # Left out of the normalised averages (reference <= 0).
 
 
 def summarize(
@@ -148,12 +150,16 @@ def summarize(
     notes.append("no SAC-N reference: raw returns only")
   else:
     ref = _reference(reference, returns.shape[1])
-    if np.any(ref <= 0):
-      notes.append(
-        f"SAC-N's return is not positive on tasks {np.flatnonzero(ref <= 0).tolist()}: "
-        "normalised metrics undefined, raw ones only"
-      )
+    excluded = tuple(np.flatnonzero(ref <= 0).tolist())
+    if len(excluded) == len(ref):
+      notes.append("SAC-N's return is not positive on any task: raw metrics only")
     else:
+      if excluded:
+        notes.append(
+          f"SAC-N's return is not positive on tasks {list(excluded)}: normalised metrics "
+          "average the other tasks only (marked *)"
+        )
+      # ``normalize`` makes the excluded tasks NaN and the averages skip them.
       performance = average_performance(returns, ref)
       normalised_forgetting = forgetting(returns, ref)
       curves = np.asarray(curves, dtype=float)
@@ -167,4 +173,5 @@ def summarize(
     raw_forgetting=forgetting(returns),
     model_size=model_size(policy_params, ft_1_policy_params),
     notes=tuple(notes),
+    excluded_tasks=() if reference is None else excluded,
   )

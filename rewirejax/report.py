@@ -87,12 +87,13 @@ def summarize_result(result: dict[str, Any], reference_dir: pathlib.Path) -> met
   return dataclasses.replace(summary, notes=summary.notes + tuple(notes))
 
 
-def _mean_std(x: np.ndarray, digits: int = 2) -> str:
+def _mean_std(x: np.ndarray, digits: int = 2, mark: str = "") -> str:
+  """``mean ± std`` of the finite values, then ``mark``; ``n/a`` when there are none."""
   x = np.asarray(x, dtype=float)
   x = x[np.isfinite(x)]
   if not x.size:
     return "n/a"
-  return f"{np.mean(x):.{digits}f} ± {np.std(x):.{digits}f}"
+  return f"{np.mean(x):.{digits}f} ± {np.std(x):.{digits}f}{mark}"
 
 
 def build_tables(results: list[dict[str, Any]], reference_dir: pathlib.Path) -> tuple[str, str]:
@@ -107,6 +108,7 @@ def build_tables(results: list[dict[str, Any]], reference_dir: pathlib.Path) -> 
   per_domain = defaultdict(lambda: defaultdict(list))
   for result, summary in rows:
     per_domain[(result["method"], result["env_name"])]["perf"].append(summary.performance)
+    per_domain[(result["method"], result["env_name"])]["partial"].append(summary.excluded_tasks)
     per_domain[(result["method"], result["env_name"])]["size"].append(summary.model_size)
   domains = [d for d in DOMAINS if any(r["env_name"] == d for r, _ in rows)]
   methods = sorted({r["method"] for r, _ in rows})
@@ -130,12 +132,15 @@ def build_tables(results: list[dict[str, Any]], reference_dir: pathlib.Path) -> 
         cells += ["", ""]
         continue
       perf = _seedwise_mean(entry["perf"])
-      cells += [_mean_std(perf), f"{np.max(entry['size']):.1f}"]
+      mark = "*" if any(entry["partial"]) else ""
+      cells += [_mean_std(perf, mark=mark), f"{np.max(entry['size']):.1f}"]
     out.write(f"| {method} | " + " | ".join(cells) + " |\n")
   out.write(
     "\nPerformance: per seed, the final returns normalised by SAC-N's and averaged over the "
     "domain's tasks and scenarios; ± is the std over seeds. n/a: no SAC-N reference at these "
-    "settings, or SAC-N's return is not positive on some task (normalising is then undefined)."
+    "settings (or SAC-N's return is not positive on any task). *: SAC-N's return is not "
+    "positive on some task, which is left out (the notes below say which): not the paper's "
+    "metric."
     "\n\n## Per scenario\n\nForgetting and forward transfer are normalised by SAC-N; final "
     "return and raw forgetting are in returns.\n\n"
   )
@@ -159,12 +164,13 @@ def build_tables(results: list[dict[str, Any]], reference_dir: pathlib.Path) -> 
   writer = csv.writer(table)
   writer.writerow(header)
   for result, summary in sorted(rows, key=lambda rs: (rs[0]["scenario"], rs[0]["method"])):
+    mark = "*" if summary.excluded_tasks else ""
     cells = [
       result["scenario"],
       result["method"],
-      _mean_std(summary.performance),
-      _mean_std(summary.forgetting),
-      _mean_std(summary.forward_transfer),
+      _mean_std(summary.performance, mark=mark),
+      _mean_std(summary.forgetting, mark=mark),
+      _mean_std(summary.forward_transfer, mark=mark),
       _mean_std(summary.final_return, 1),
       _mean_std(summary.raw_forgetting, 1),
       f"{summary.model_size:.2f}",
@@ -182,7 +188,10 @@ def build_tables(results: list[dict[str, Any]], reference_dir: pathlib.Path) -> 
     out.write("|---|" + "---|" * len(ladder) + "\n")
     for scenario in sorted({r["scenario"] for r, _ in rows}):
       by_method = {r["method"]: s for r, s in rows if r["scenario"] == scenario}
-      cells = [_mean_std(by_method[m].performance) if m in by_method else "" for m in ladder]
+      cells = [
+        _mean_std(s.performance, mark="*" if s.excluded_tasks else "") if s else ""
+        for s in (by_method.get(m) for m in ladder)
+      ]
       out.write(f"| {scenario} | " + " | ".join(cells) + " |\n")
   if notes:
     out.write("\nNotes:\n" + "".join(f"- {n}\n" for n in notes))

@@ -42,16 +42,23 @@ def test_forward_transfer_by_hand():
     metrics.forward_transfer(curves, ref_curves[:, :1], REF)
 
 
-def test_seeds_are_independent_and_nonpositive_references_make_normalised_metrics_undefined():
+def test_seeds_are_independent_and_nonpositive_references_are_left_out():
   two = np.concatenate([R, 2 * R])
   np.testing.assert_allclose(
     metrics.average_performance(two, REF), [(0.4 + 0.75 + 1.0) / 3, 2 * (0.4 + 0.75 + 1.0) / 3]
   )
   ref = np.array([100.0, -5.0, 300.0])
   summary = metrics.summarize(R, np.zeros((1, 3, 0)), 10, 10, ref)
-  assert np.isnan(summary.performance).all() and np.isnan(summary.forgetting).all()
+  # Task 1 left out: performance (40/100 + 300/300) / 2, forgetting of task 0 alone 60/100.
+  np.testing.assert_allclose(summary.performance, [(0.4 + 1.0) / 2])
+  np.testing.assert_allclose(summary.forgetting, [0.6])
   np.testing.assert_allclose(summary.raw_forgetting, [55.0])
+  assert summary.excluded_tasks == (1,)
   assert any("not positive on tasks [1]" in note for note in summary.notes)
+  # No positive reference at all: the normalised metrics are undefined.
+  summary = metrics.summarize(R, np.zeros((1, 3, 0)), 10, 10, np.full(3, -1.0))
+  assert np.isnan(summary.performance).all() and np.isnan(summary.forgetting).all()
+  assert summary.excluded_tasks == (0, 1, 2)
 
 
 def test_model_sizes():
@@ -63,7 +70,7 @@ def test_summary_with_a_reference():
   summary = metrics.summarize(R, np.zeros((1, 3, 0)), 20, 10, REF)
   np.testing.assert_allclose(summary.forgetting, [(0.6 + 0.25) / 2])
   np.testing.assert_allclose(summary.performance, [(0.4 + 0.75 + 1.0) / 3])
-  assert summary.notes == ()
+  assert summary.notes == () and summary.excluded_tasks == ()
 
 
 def test_summary_without_reference_keeps_raw_metrics():

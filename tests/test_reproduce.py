@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
 import reproduce_brax
 from configs import brax as brax_configs
 
-from rewirejax import cli
+from rewirejax import cli, report
 from rewirejax import references as refs
 from rewirejax.envs.scenarios import get_scenario, make_scenario_env
 from rewirejax.methods import make_method
@@ -76,6 +76,21 @@ def test_fine_tuning_forgets_where_stored_policies_do_not(reproduced):
     final[method] = returns[:, -1, :].mean(axis=0)  # [eval task]
   assert final["sac_n"][0] > final["ft_1"][0] + 2.0, final
   assert final["sac_n"][2] > final["ft_1"][2] + 2.0, final
+
+
+def test_a_task_sac_n_did_not_learn_is_left_out_and_marked(reproduced, tmp_path):
+  _, out, references = reproduced
+  reference = refs.load_reference(references, "toy/tiny", "mjx", BUDGET)
+  reference["final_returns"][0] = -1.0
+  refs.write_reference(tmp_path, reference)
+  results = report.load_results(out)
+  markdown, _ = report.build_tables(results, tmp_path)
+  assert "| ft_1 | " in markdown and "* |" in markdown
+  assert "toy/tiny / ft_1: SAC-N's return is not positive on tasks [0]" in markdown
+  ft_1 = next(r for r in results if r["method"] == "ft_1")
+  summary = report.summarize_result(ft_1, tmp_path)
+  final = np.asarray(ft_1["returns"])[:, -1, 1:] / np.asarray(reference["final_returns"][1:])
+  np.testing.assert_allclose(summary.performance, final.mean(axis=-1), rtol=1e-6)
 
 
 def test_finished_pairs_are_kept_and_report_rebuilds(reproduced, capsys):
