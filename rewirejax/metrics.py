@@ -17,8 +17,9 @@ task (``ref[i]``) measured by rewirejax itself at the same budget and backend. W
 Returns are normalised by dividing by ``ref[i]``, which is meaningful only for ``ref[i] > 0``.
 A task whose reference is not positive (SAC-N did not learn it, e.g. at a tiny budget) is left
 out of the normalised averages, and ``Summary.excluded_tasks`` lists it (a note says so and the
-report marks such cells), since the metric is then not the paper's; with no positive reference
-at all they are NaN. Raw forgetting is reported alongside.
+report marks such cells), since the metric is then not the paper's. When half the tasks or more
+are left out, SAC-N learned too little for a normaliser and the normalised metrics are NaN.
+Raw forgetting is reported alongside.
 """
 
 from __future__ import annotations
@@ -151,8 +152,10 @@ def summarize(
   else:
     ref = _reference(reference, returns.shape[1])
     excluded = tuple(np.flatnonzero(ref <= 0).tolist())
-    if len(excluded) == len(ref):
-      notes.append("SAC-N's return is not positive on any task: raw metrics only")
+    if 2 * len(excluded) >= len(ref):
+      notes.append(
+        f"SAC-N's return is not positive on tasks {list(excluded)} (half or more): raw metrics only"
+      )
     else:
       if excluded:
         notes.append(

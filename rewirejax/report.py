@@ -138,9 +138,9 @@ def build_tables(results: list[dict[str, Any]], reference_dir: pathlib.Path) -> 
   out.write(
     "\nPerformance: per seed, the final returns normalised by SAC-N's and averaged over the "
     "domain's tasks and scenarios; ± is the std over seeds. n/a: no SAC-N reference at these "
-    "settings (or SAC-N's return is not positive on any task). *: SAC-N's return is not "
-    "positive on some task, which is left out (the notes below say which): not the paper's "
-    "metric."
+    "settings, or SAC-N's return is not positive on half the tasks or more. *: SAC-N's "
+    "return is not positive on some task, which is left out (the notes below say which): not "
+    "the paper's metric."
     "\n\n## Per scenario\n\nForgetting and forward transfer are normalised by SAC-N; final "
     "return and raw forgetting are in returns.\n\n"
   )

@@ -55,10 +55,11 @@ def test_seeds_are_independent_and_nonpositive_references_are_left_out():
   np.testing.assert_allclose(summary.raw_forgetting, [55.0])
   assert summary.excluded_tasks == (1,)
   assert any("not positive on tasks [1]" in note for note in summary.notes)
-  # No positive reference at all: the normalised metrics are undefined.
-  summary = metrics.summarize(R, np.zeros((1, 3, 0)), 10, 10, np.full(3, -1.0))
-  assert np.isnan(summary.performance).all() and np.isnan(summary.forgetting).all()
-  assert summary.excluded_tasks == (0, 1, 2)
+  # Half the tasks or more without a positive reference: the normalised metrics are undefined.
+  for ref, excluded in (([-1.0, -5.0, 300.0], (0, 1)), (np.full(3, -1.0), (0, 1, 2))):
+    summary = metrics.summarize(R, np.zeros((1, 3, 0)), 10, 10, np.asarray(ref))
+    assert np.isnan(summary.performance).all() and np.isnan(summary.forgetting).all()
+    assert summary.excluded_tasks == excluded
 
 
 def test_model_sizes():
