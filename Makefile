@@ -27,7 +27,8 @@ demo-permutation: install
 # Empty SCENARIOS / METHODS mean all; BUDGET is the fraction of the paper's 1 M steps a task;
 # PRESET=paper|reference picks the rewiring settings (SPEC defaults or the reference code's);
 # SAC=paper|fast the SAC settings (the scenario's, or ones that learn within a small budget).
-# Example for 2 CPU cores: make reproduce-brax SCENARIOS=halfcheetah/forgetting METHODS="ft_1 sac_n" SEEDS=3 BUDGET=0.02 BACKEND=spring
+# Example for 2 CPU cores (about 2 h): make reproduce-brax SCENARIOS=halfcheetah/forgetting
+#   METHODS="sac_n ft_1" SEEDS=3 BUDGET=0.015 BACKEND=spring NUM_ENVS=16 EVAL_ENVS=16 SAC=fast RESULTS=results-fast
 SCENARIOS ?=
 METHODS ?=
 SEEDS ?= 10
