@@ -3,8 +3,8 @@
 Notation: ``R[s, j, i]`` is seed ``s``'s deterministic return on task ``i`` after training task
 ``j`` (tasks in training order, so ``R`` is square per seed); ``curves[s, i, k]`` is the return on
 task ``i`` at the ``k``-th evaluation while it is trained; ``reference`` is SAC-N's return per
-task (``ref[i]``) measured by rewirejax itself at the same budget and backend. With
-``T`` tasks:
+task (``ref[i]``) measured by rewirejax itself at the same budget, backend and SAC
+settings. With ``T`` tasks:
 
 * average performance ``P_s = 1/T sum_i R[s, T-1, i] / ref[i]`` (paper, Sec. 4.1);
 * forgetting ``F_i = (R[i, i] - R[T-1, i]) / ref[i]``, averaged over ``i < T-1`` (the last task
