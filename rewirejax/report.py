@@ -107,9 +107,10 @@ def build_tables(results: list[dict[str, Any]], reference_dir: pathlib.Path) -> 
   # Table 1: per method and domain, the per-seed average over the domain's scenarios.
   per_domain = defaultdict(lambda: defaultdict(list))
   for result, summary in rows:
-    per_domain[(result["method"], result["env_name"])]["perf"].append(summary.performance)
-    per_domain[(result["method"], result["env_name"])]["partial"].append(summary.excluded_tasks)
-    per_domain[(result["method"], result["env_name"])]["size"].append(summary.model_size)
+    entry = per_domain[(result["method"], result["env_name"])]
+    entry["perf"].append(summary.performance)
+    entry["partial"].append(summary.excluded_tasks)
+    entry["size"].append(summary.model_size)
   domains = [d for d in DOMAINS if any(r["env_name"] == d for r, _ in rows)]
   methods = sorted({r["method"] for r, _ in rows})
   out = io.StringIO()
