@@ -174,6 +174,16 @@ def test_pnn_earlier_columns_are_bit_identical_after_later_tasks():
       assert not np.array_equal(np.asarray(final)[columns == 2], first[columns == 2]), name
 
 
+def test_pnn_lateral_blocks_start_as_one_torch_linear_over_all_earlier_columns():
+  """The reference's V into column k is one Linear(k n, n): bound 1 / sqrt(k n) per block."""
+  actor = pnn_lib.ProgressiveActor(action_size=2, num_columns=4, hidden_sizes=(64, 64))
+  v = np.asarray(actor.init(jax.random.key(0), jnp.zeros((1, 3)), 0)["params"]["lateral_v_1"])
+  pair_k, _ = pnn_lib.column_pairs(4)
+  for block, k in zip(v, pair_k, strict=True):
+    bound = 1.0 / np.sqrt(64 * k)
+    assert np.max(np.abs(block)) <= bound and np.max(np.abs(block)) > 0.99 * bound
+
+
 def test_pnn_column_uses_earlier_columns_through_laterals_and_not_later_ones():
   actor = pnn_lib.ProgressiveActor(action_size=2, num_columns=3, hidden_sizes=(5, 5))
   params = actor.init(jax.random.key(0), jnp.zeros((1, 3)), 0)
@@ -304,6 +314,35 @@ def test_csp_acting_draws_half_of_the_envs_in_the_old_subspace():
     networks, state.learner.params.actor, one_anchor, obs, 0, jax.random.key(0)
   )
   np.testing.assert_allclose(np.asarray(acted.acting_alpha)[:, 0], 1.0)
+
+
+def test_csp_critic_learns_at_acting_points_and_the_actor_in_the_new_subspace():
+  """The wrapped losses equal the plain SAC losses on ``[obs, alpha]`` with the points drawn
+  from the acting mixture (critic) or the new subspace (actor), the same point at s and s'."""
+  from rewirejax.methods import csp
+  from rewirejax.sac import make_losses
+
+  method, _, _, state = _csp_before_second_end("peaked")
+  env = TargetReachEnv()
+  networks = method.make_networks(env.observation_size, env.action_size, CFG)
+  plain = make_losses(networks, CFG.sac, env.action_size)
+  wrapped = method.wrap_losses(plain, networks, CFG)
+  params, method_state = state.learner.params, state.method_state
+  batch = jax.tree.map(lambda x: x[:16], state.replay.data)
+  key, task = jax.random.key(3), jnp.int32(1)
+  key_alpha, key_loss = jax.random.split(key)
+  alpha = csp.acting_mixture(key_alpha, 2, 4, 16, True)
+  assert np.all(np.asarray(alpha)[:8, 1] > 0) and np.all(np.asarray(alpha)[8:, 1] == 0)
+  at = lambda a: batch._replace(  # noqa: E731
+    obs=jnp.concatenate([batch.obs, a], -1), next_obs=jnp.concatenate([batch.next_obs, a], -1)
+  )
+  expected = plain.critic(params.critic, params, at(alpha), task, key_loss, 0, None, method_state)
+  got = wrapped.critic(params.critic, params, batch, task, key, method_state=method_state)
+  chex.assert_trees_all_close(got, expected, rtol=1e-6)
+  alpha = csp.sample_alpha(key_alpha, 2, 4, (16,), True)
+  expected = plain.actor(params.actor, params, at(alpha), task, key_loss, 0, None, method_state)
+  got = wrapped.actor(params.actor, params, batch, task, key, method_state=method_state)
+  chex.assert_trees_all_close(got, expected, rtol=1e-6)
 
 
 def test_csp_keeps_the_best_critic_point_and_a_rejected_anchor_leaves_the_size_unchanged():

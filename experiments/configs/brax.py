@@ -58,7 +58,7 @@ _BASELINE_TABLE = {
   "ant/compositionality": (100.0, 0.01, "flat", 20),
   "humanoid/hard": (0.01, 0.01, "flat", 100),
 }
-CSP_ALPHA_CANDIDATES = 1024  # Critic-scored subspace points per subspace at the full budget.
+CSP_ALPHA_CANDIDATES = 4096  # Critic-scored subspace points per subspace at the full budget.
 PACKNET_FINETUNE_UPDATES = 100_000  # At the full budget; scaled with it.
 PRESETS = ("paper", "reference")
 # SAC settings for small budgets: the demo's (experiments/configs/demo.py), measured to take
@@ -166,7 +166,7 @@ def method_options(scenario: str, method: str, preset: str = "paper", budget: fl
 
   FT-L2 and EWC take their coefficients, CSP its Dirichlet and ``repeat_alpha``, from the
   reference's per-scenario configs; PackNet retrains for 100 k updates x ``budget`` after
-  pruning and CSP scores 1024 x ``budget`` (at least 32) points per subspace, the same shares
+  pruning and CSP scores 4096 x ``budget`` (at least 32) points per subspace, the same shares
   of a task's work as at the full budget.
 
   Rewire takes alpha and beta from the reference's per-scenario configs either way. ``"paper"``

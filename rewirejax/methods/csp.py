@@ -9,18 +9,24 @@ anchor, n the number of active anchors). The critic is conditioned on ``alpha``:
 appended to the observation, so the SAC losses run unchanged on ``[obs, alpha]``; a new critic
 starts with every new anchor (as the reference's). Acting, each env keeps its ``alpha`` for
 ``repeat_alpha`` steps, half of the envs drawing in the new subspace and half flat in the old one
-(without the new anchor); in the update every transition gets a fresh draw in the new subspace
-(Q(s, a, alpha) is learned off-policy, the action being given).
+(without the new anchor). In the update every transition gets a fresh point: for the critic from
+the acting mixture (half of the rows in each subspace, so that Q(s, a, alpha) is learned where
+the alpha search will score the old subspace too; it is learned off-policy, the action being
+given, with the same point at s and s'), for the actor in the new subspace (the only anchor it
+trains).
 
 At the task's end the alpha search: ``alpha_candidates`` points of the new subspace and as many of
-the old one (without the new anchor) are scored by the critic on ``critic_states`` replay states,
+the old one (without the new anchor) are scored by the critic on ``critic_states`` replay states
+(the reference's 4096 points, each averaged over 1024 estimations),
 ``mean_s min_i Q_i([s, alpha], tanh(mu_alpha(s)))``; the best of each is then evaluated by
 rollouts (the run's evaluation). The new anchor is kept only if its best return beats the old
 subspace's by more than ``improvement_threshold`` (10 %); otherwise it is dropped and the task
 keeps the old subspace's best point. Each task's point is stored and used to evaluate it.
 Model size: the anchors kept plus the stored points (first seed's count).
 
-Departures from the reference code: its 8,000 validation steps come out of the training
+Departures from the reference code: its critic learns Q at the acting point stored with each
+transition but bootstraps from a fresh one, here one fresh point from the acting mixture at s and
+s'; its 8,000 validation steps come out of the training
 budget, here the rollouts come on top of it; its critic scores a point with the replay's own
 actions, ``Q1([s, alpha], a_replay)``, here with the point's policy, ``min_i Q_i([s, alpha],
 tanh(mu_alpha(s)))``; it rolls out the top 4 points of each subspace (one episode each), here
@@ -142,6 +148,17 @@ def sample_alpha(key, num_active, num_anchors: int, shape, peaked: bool) -> Arra
   return gammas / jnp.sum(gammas, axis=-1, keepdims=True)
 
 
+def acting_mixture(key, num_active, num_anchors: int, rows: int, peaked: bool) -> Array:
+  """Points [rows, num_anchors] as the envs act: the first half in the new subspace (peaked or
+  flat), the second half flat in the old one (without the newest anchor); with one active
+  anchor, all in the new subspace."""
+  key_new, key_old = jax.random.split(key)
+  new = sample_alpha(key_new, num_active, num_anchors, (rows,), peaked)
+  old = sample_alpha(key_old, jnp.maximum(num_active - 1, 1), num_anchors, (rows,), False)
+  second_half = (jnp.arange(rows) >= rows // 2) & (num_active > 1)
+  return jnp.where(second_half[:, None], old, new)
+
+
 def with_alpha(actor_variables: Params, alpha: Array) -> Params:
   """The actor's variables with the bare-observation point set to ``alpha``."""
   return {**actor_variables, "subspace": {"alpha": alpha}}
@@ -153,8 +170,8 @@ def make_csp(
   distribution: str = "flat",
   repeat_alpha: int = 100,
   improvement_threshold: float = 0.1,
-  alpha_candidates: int = 1024,
-  critic_states: int = 4096,
+  alpha_candidates: int = 4096,
+  critic_states: int = 1024,
 ) -> base.Method:
   """CSP with ``max_tasks`` preallocated anchors (see the module docstring)."""
   if distribution not in DISTRIBUTIONS:
@@ -176,18 +193,21 @@ def make_csp(
   def wrap_losses(losses, networks, cfg):
     del networks, cfg
 
-    def at_random_points(batch, key, state):
-      alpha = sample_alpha(key, state.num_anchors, max_tasks, batch.obs.shape[:-1], peaked)
+    def at_points(batch, alpha):
       return batch._replace(obs=append(batch.obs, alpha), next_obs=append(batch.next_obs, alpha))
 
     def critic(critic_params, params, batch, task_id, key, mode=0, tau=None, method_state=None):
       key_alpha, key = jax.random.split(key)
-      batch = at_random_points(batch, key_alpha, method_state)
+      rows = batch.obs.shape[0]
+      alpha = acting_mixture(key_alpha, method_state.num_anchors, max_tasks, rows, peaked)
+      batch = at_points(batch, alpha)
       return losses.critic(critic_params, params, batch, task_id, key, mode, tau, method_state)
 
     def actor(actor_params, params, batch, task_id, key, mode=0, tau=None, method_state=None):
       key_alpha, key = jax.random.split(key)
-      batch = at_random_points(batch, key_alpha, method_state)
+      shape = batch.obs.shape[:-1]
+      alpha = sample_alpha(key_alpha, method_state.num_anchors, max_tasks, shape, peaked)
+      batch = at_points(batch, alpha)
       return losses.actor(actor_params, params, batch, task_id, key, mode, tau, method_state)
 
     return losses._replace(critic=critic, actor=actor)
@@ -227,12 +247,7 @@ def make_csp(
     the new subspace, the others flat over the old anchors (the reference's split; with one
     anchor, all in the new subspace)."""
     redraw = state.acting_steps % repeat_alpha == 0
-    key_new, key_old = jax.random.split(key)
-    shape = (obs.shape[0],)
-    fresh = sample_alpha(key_new, state.num_anchors, max_tasks, shape, peaked)
-    old = sample_alpha(key_old, jnp.maximum(state.num_anchors - 1, 1), max_tasks, shape, False)
-    second_half = (jnp.arange(obs.shape[0]) >= obs.shape[0] // 2) & (state.num_anchors > 1)
-    fresh = jnp.where(second_half[:, None], old, fresh)
+    fresh = acting_mixture(key, state.num_anchors, max_tasks, obs.shape[0], peaked)
     alpha = jnp.where(redraw, fresh, state.acting_alpha)
     mu, log_std = networks.actor.apply(actor_params, append(obs, alpha), task_id)
     return mu, log_std, state._replace(acting_alpha=alpha, acting_steps=state.acting_steps + 1)

@@ -82,7 +82,7 @@ class ProgressiveActor(nn.Module):
       out = jnp.einsum("c...i,cio->c...o", h, kernel) + _expand(bias, h.ndim)
       if l > 0 and laterals:
         alpha = self.param(f"lateral_alpha_{l}", _lateral_alpha_init, (columns - 1,))
-        v = self.param(f"lateral_v_{l}", stacked_torch_linear_init, (len(pair_k), n_in, n_in))
+        v = self.param(f"lateral_v_{l}", _lateral_v_init(pair_k), (len(pair_k), n_in, n_in))
         u = self.param(f"lateral_u_{l}", stacked_torch_linear_init, (columns - 1, n_in, width))
         u_bias = self.param(f"lateral_u_bias_{l}", torch_bias_init(n_in), (columns - 1, width))
         pair_to_column = jax.nn.one_hot(pair_k - 1, columns - 1, axis=0)  # [C-1, P]
@@ -107,6 +107,18 @@ def _expand(per_column: Array, ndim: int) -> Array:
 def _lateral_alpha_init(key, shape, dtype=jnp.float32) -> Array:
   """The reference's ``rand(1) / k`` for the lateral scale into column k = 1..C-1."""
   return jax.random.uniform(key, shape, dtype) / jnp.arange(1, shape[0] + 1, dtype=dtype)
+
+
+def _lateral_v_init(pair_k: np.ndarray):
+  """PyTorch's ``Linear(k n, n)`` init of the reference's V into column k, by blocks: every
+  block ``V_kj`` is ``U(-b, b)`` with ``b = 1 / sqrt(k n)`` (the fan-in of all k inputs)."""
+
+  def init(key, shape, dtype=jnp.float32) -> Array:
+    bound = 1.0 / np.sqrt(shape[-2] * pair_k.astype(np.float64))
+    unit = jax.random.uniform(key, shape, dtype, -1.0, 1.0)
+    return unit * jnp.asarray(bound, dtype).reshape(-1, 1, 1)
+
+  return init
 
 
 def leaf_columns(name: str, num_columns: int) -> np.ndarray:
