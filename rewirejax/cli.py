@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import importlib.util
 import inspect
+import json
 import pathlib
 import sys
 import time
@@ -85,6 +86,7 @@ def _parser() -> argparse.ArgumentParser:
   sweep.add_argument("--num-envs", type=int)
   sweep.add_argument("--eval-envs", type=int)
   sweep.add_argument("--seeds", type=int, default=3)
+  sweep.add_argument("--sac", default="paper", help="SAC settings of the preset: paper | fast")
   for name, meaning in (("alpha", "distillation"), ("beta", "alignment"), ("tau", "SoftSort")):
     sweep.add_argument(f"--{name}", type=float, nargs="+", help=f"{meaning} values to sweep")
   sweep.add_argument("--out", type=pathlib.Path, default=pathlib.Path("results/sweep"))
@@ -116,6 +118,7 @@ def sweep_command(args: argparse.Namespace) -> int:
     backend=args.backend,
     num_envs=args.num_envs,
     num_eval_envs=args.eval_envs,
+    sac_settings=args.sac,
   )
   options = {}
   if hasattr(module, "method_options"):
@@ -123,7 +126,27 @@ def sweep_command(args: argparse.Namespace) -> int:
   method = make_method(args.method, cfg, **options)
   env = make_scenario_env(scenario, cfg.backend)
   out = args.out / args.scenario
-  out.mkdir(parents=True, exist_ok=True)
+  # Checkpoints in <out>/<scenario>/<method>/: the same command resumes a killed sweep; the
+  # folder refuses a sweep of other settings (the lanes would not match).
+  run_dir = out / args.method
+  settings = {
+    "grid": grid,
+    "seeds": args.seeds,
+    "rewire_preset": args.rewire_preset,
+    "sac_settings": args.sac,
+    "budget": args.budget,
+    "backend": cfg.backend,
+    "num_envs": cfg.sac.num_envs,
+    "eval_envs": cfg.num_eval_envs,
+  }
+  marker = run_dir / "sweep.json"
+  if marker.exists() and json.loads(marker.read_text()) != json.loads(json.dumps(settings)):
+    raise ValueError(
+      f"{run_dir} holds a sweep of other settings ({marker.read_text().strip()}); "
+      "remove it or choose another --out."
+    )
+  run_dir.mkdir(parents=True, exist_ok=True)
+  logs.write_json_atomic(marker, settings)
   start = time.perf_counter()
   result = run_sweep(
     cfg,
@@ -132,12 +155,16 @@ def sweep_command(args: argparse.Namespace) -> int:
     range(len(scenario.tasks)),
     grid,
     range(args.seeds),
+    out_dir=run_dir,
+    resume=True,
     progress=not args.no_progress,
   )
   final = result.returns[:, :, -1, :]  # [points, seeds, eval tasks]
   label = "final return (mean over tasks)"
   try:
-    ref = references.load_reference(references.DEFAULT_DIR, args.scenario, cfg.backend, args.budget)
+    ref = references.load_reference(
+      references.DEFAULT_DIR, args.scenario, cfg.backend, args.budget, args.sac
+    )
     final = normalize(final, np.asarray(ref["final_returns"], dtype=float))
     label = "performance (SAC-N = 1)"
   except ValueError as error:
@@ -150,6 +177,8 @@ def sweep_command(args: argparse.Namespace) -> int:
       "scenario": args.scenario,
       "method": args.method,
       "method_options": options,
+      "rewire_preset": args.rewire_preset,
+      "sac_settings": args.sac,
       "budget": args.budget,
       "backend": cfg.backend,
       "config": cfg,

@@ -67,6 +67,21 @@ def test_sweep_on_the_tiny_scenario(tmp_path, capsys):
 
   result = json.loads((tmp_path / "toy" / "tiny" / "rewire.json").read_text())
   assert len(result["points"]) == 2 and len(result["score"]) == 2 and len(result["score"][0]) == 2
+  assert result["sac_settings"] == "paper" and result["rewire_preset"] == "paper"
+  # Checkpointed: the same command resumes (here: from the end) to the same result; a sweep of
+  # another grid is refused in this folder.
+  assert cli.main(argv) == 0
+  again = json.loads((tmp_path / "toy" / "tiny" / "rewire.json").read_text())
+  assert again["returns"] == result["returns"]
+  other = [a if a != "1e-3" else "1e-2" for a in argv]
+  assert cli.main(other) == 2
+  assert "holds a sweep of other settings" in capsys.readouterr().err
+
+
+def test_sweep_unknown_sac_settings_list_the_choices(capsys):
+  argv = ["sweep", "--scenario", "toy/tiny", "--alpha", "0", "--sac", "quick"]
+  assert cli.main(argv) == 2
+  assert "Unknown SAC settings 'quick'; choices: [" in capsys.readouterr().err
 
 
 def test_sweep_needs_a_grid(capsys):
