@@ -165,8 +165,13 @@ def sweep_command(args: argparse.Namespace) -> int:
     ref = references.load_reference(
       references.DEFAULT_DIR, args.scenario, cfg.backend, args.budget, args.sac
     )
-    final = normalize(final, np.asarray(ref["final_returns"], dtype=float))
+    ref_returns = np.asarray(ref["final_returns"], dtype=float)
+    final = normalize(final, ref_returns)  # NaN, so left out, where SAC-N's return is <= 0.
     label = "performance (SAC-N = 1)"
+    if np.any(ref_returns <= 0):
+      skipped = np.flatnonzero(ref_returns <= 0).tolist()
+      label += "*"
+      print(f"*: SAC-N's return is not positive on tasks {skipped}, left out of the average.")
   except ValueError as error:
     print(f"Raw returns: {error}")
   per_lane = np.nanmean(final, axis=-1)  # [points, seeds]

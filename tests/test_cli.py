@@ -1,5 +1,6 @@
 """The command line: presets, and one-line errors that list the valid choices."""
 
+import numpy as np
 import pytest
 
 from rewirejax import cli
@@ -76,6 +77,33 @@ def test_sweep_on_the_tiny_scenario(tmp_path, capsys):
   other = [a if a != "1e-3" else "1e-2" for a in argv]
   assert cli.main(other) == 2
   assert "holds a sweep of other settings" in capsys.readouterr().err
+
+
+def test_sweep_normalises_by_the_reference_and_names_the_tasks_it_leaves_out(
+  tmp_path, capsys, monkeypatch
+):
+  from rewirejax import references
+  from rewirejax.envs.scenarios import get_scenario
+
+  num_tasks = len(get_scenario("toy/tiny").tasks)
+  seen = {}
+
+  def fake_reference(directory, scenario, backend, budget, sac_settings):
+    seen["sac_settings"] = sac_settings
+    return {"final_returns": [-1.0] + [1.0] * (num_tasks - 1)}
+
+  monkeypatch.setattr(references, "load_reference", fake_reference)
+  argv = ["sweep", "--scenario", "toy/tiny", "--budget", "0.25", "--seeds", "1", "--alpha", "0"]
+  assert cli.main([*argv, "--out", str(tmp_path), "--no-progress"]) == 0
+  out = capsys.readouterr().out
+  assert "SAC-N's return is not positive on tasks [0], left out" in out
+  assert seen["sac_settings"] == "paper"
+  import json
+
+  result = json.loads((tmp_path / "toy" / "tiny" / "rewire.json").read_text())
+  final = np.asarray(result["returns"], dtype=float)[0, 0, -1]  # [eval tasks], reference 1.
+  np.testing.assert_allclose(result["score"][0][0], np.mean(final[1:]), rtol=1e-6)
+  assert result["score_label"] == "performance (SAC-N = 1)*"
 
 
 def test_sweep_unknown_sac_settings_list_the_choices(capsys):
