@@ -4,7 +4,10 @@ The paper tuned alpha (distillation), beta (alignment) and tau (SoftSort) by han
 Here they are float32 leaves of the method's state (``RewireState.coefs``), so every
 (grid point, seed) pair is one lane of the trainer's seed axis: one compile, one job. Lanes of
 different points share their seed's random stream (common random numbers), so a lane equals a
-plain run of that seed with those coefficients. Shapes (K, widths) cannot be swept this way.
+plain run of that seed with those coefficients up to float rounding: the vmap width changes
+XLA's reduction order, and over a long RL run such differences grow until a discrete choice
+(an argsort of near-tied scores, the best mode) flips and the runs part. Compare points within
+one sweep, not a lane with a separate run. Shapes (K, widths) cannot be swept this way.
 """
 
 from __future__ import annotations
