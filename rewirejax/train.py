@@ -62,7 +62,7 @@ class Trainer(NamedTuple):
   train_epoch: Callable[[TrainState, TaskId], tuple[TrainState, Metrics]]
   train_chunk: Callable[..., tuple[TrainState, Metrics]]
   end_task: Callable[[TrainState, TaskId], tuple[TrainState, Metrics]]
-  evaluate: Callable[[TrainState, Array, PRNGKey], Array]
+  evaluate: Callable[[TrainState, Array, PRNGKey, TaskId], Array]
 
 
 def make_trainer(cfg: RunConfig, env: TaskEnv, method: Method) -> Trainer:
@@ -243,11 +243,13 @@ def make_trainer(cfg: RunConfig, env: TaskEnv, method: Method) -> Trainer:
     learner = state.learner._replace(params=params)
     return state.replace(learner=learner, method_state=method_state, key=key), metrics
 
-  def evaluate(state: TrainState, task_ids: Array, keys: PRNGKey) -> Array:
-    """Mean deterministic returns [num_tasks] on ``task_ids`` [num_tasks] (vmapped)."""
+  def evaluate(state: TrainState, task_ids: Array, keys: PRNGKey, current_task: TaskId) -> Array:
+    """Mean deterministic returns [num_tasks] on ``task_ids`` [num_tasks] (vmapped), after or
+    during ``current_task``; a task not begun yet is evaluated with the newest head."""
 
     def one_task(task_id, key):
       actor = method.eval_params(state.learner.params, state.method_state, task_id)
+      actor = _newest_head_for_unused_slot(actor, task_id, current_task)
       return evaluate_actor(actor, task_id, key)
 
     return jax.vmap(one_task)(task_ids, keys)
@@ -273,6 +275,25 @@ def _copy_previous_head(actor: Params, task_id: TaskId) -> Params:
     return heads.at[slot].set(jnp.where(first_use, heads[previous], heads[slot]))
 
   heads = {name: copy(params[name]) for name in ("head_kernel", "head_bias")}
+  return {**actor, "params": {**params, **heads}}
+
+
+def _newest_head_for_unused_slot(actor: Params, task_id: TaskId, current_task: TaskId) -> Params:
+  """For evaluation: a task after ``current_task`` whose head slot has never been used
+  (``current_task < task_id < num_heads``) gets the newest head, ``current_task``'s, which is
+  the head it will start from (``_copy_previous_head``), not its slot's random initialisation.
+  Task ids are in training order, as there."""
+  params = actor["params"]
+  if "head_kernel" not in params:
+    return actor
+  num_heads = params["head_kernel"].shape[0]
+  slot, newest = head_slot(task_id, num_heads), head_slot(current_task, num_heads)
+  unused = (task_id > current_task) & (task_id < num_heads)
+
+  def substitute(heads):
+    return heads.at[slot].set(jnp.where(unused, heads[newest], heads[slot]))
+
+  heads = {name: substitute(params[name]) for name in ("head_kernel", "head_bias")}
   return {**actor, "params": {**params, **heads}}
 
 
@@ -433,7 +454,9 @@ def train_sequence(
   )
   train_chunk = _over_seeds(trainer.train_chunk, len(seeds), batched_args=(0, None, None))
   end_task = _over_seeds(trainer.end_task, len(seeds))
-  evaluate = _over_seeds(trainer.evaluate, len(seeds), donate=False, batched_args=(0, None, 0))
+  evaluate = _over_seeds(
+    trainer.evaluate, len(seeds), donate=False, batched_args=(0, None, 0, None)
+  )
 
   state = jax.jit(jax.vmap(trainer.init))(jnp.stack([jax.random.key(s) for s in seeds]))
   if lane_overrides is not None:
@@ -516,7 +539,7 @@ def train_sequence(
         # Their own key range: an end-of-task evaluation never reuses a curve point's episodes.
         after = _CURVE_KEYS + 10_000 * task_index + chunk
         keys = _eval_keys(seeds, after, [tasks[task_index]])
-        curve_point = np.asarray(evaluate(state, task[None], keys))[:, 0]
+        curve_point = np.asarray(evaluate(state, task[None], keys, task))[:, 0]
         curves[:, task_index, (chunk + 1) // eval_every_chunks - 1] = curve_point
         last_eval = float(np.mean(curve_point))
         record["eval_return_per_seed"] = curve_point
@@ -537,7 +560,7 @@ def train_sequence(
       )
     state, _ = end_task(state, task)
     keys = _eval_keys(seeds, task_index, eval_tasks)  # Every eval task in one vmapped call.
-    returns[:, task_index] = np.asarray(evaluate(state, jnp.asarray(eval_tasks), keys))
+    returns[:, task_index] = np.asarray(evaluate(state, jnp.asarray(eval_tasks), keys, task))
     if checkpointer is not None:  # R's row as it comes: [seeds, eval tasks].
       end = {"task_index": task_index, "task": tasks[task_index], "chunk": num_chunks}
       metrics_log.write({**end, "end_of_task_returns_per_seed": returns[:, task_index]})

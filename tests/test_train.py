@@ -133,6 +133,27 @@ def test_head_slot_copied_only_on_first_use():
   chex.assert_trees_all_equal(_copy_previous_head(single, jnp.int32(3)), single)
 
 
+def test_a_task_not_begun_is_evaluated_with_the_newest_head():
+  from rewirejax.train import _newest_head_for_unused_slot
+
+  heads = jnp.arange(4.0)[:, None, None] * jnp.ones((4, 3, 2))  # Slot s is filled with s.
+  actor = {"params": {"head_kernel": heads, "head_bias": jnp.arange(4.0)[:, None] * jnp.ones(2)}}
+
+  def head_used(task, current):
+    out = _newest_head_for_unused_slot(actor, jnp.int32(task), jnp.int32(current))["params"]
+    slot = task % 4
+    return float(out["head_kernel"][slot, 0, 0]), float(out["head_bias"][slot, 0])
+
+  assert head_used(3, 1) == (1.0, 1.0)  # Slot 3 unused after task 1: task 1's head.
+  assert head_used(1, 1) == (1.0, 1.0)  # The current task: its own.
+  assert head_used(0, 1) == (0.0, 0.0)  # A finished task: its own.
+  assert head_used(5, 4) == (1.0, 1.0)  # Task 5 reuses slot 1 (used by task 1): its own.
+  single = {"params": {"head_kernel": heads[:1], "head_bias": jnp.ones((1, 2))}}
+  chex.assert_trees_all_equal(
+    _newest_head_for_unused_slot(single, jnp.int32(3), jnp.int32(0)), single
+  )
+
+
 def test_sac_learns_the_toy_task():
   cfg = dataclasses.replace(TINY, epochs_per_chunk=50)
   trainer = make_trainer(cfg, TargetReachEnv(), fine_tuning())
@@ -140,12 +161,12 @@ def test_sac_learns_the_toy_task():
   state = jax.jit(trainer.init)(jax.random.key(0))
   state = jax.jit(trainer.begin_task)(state, task)
   evaluate = jax.jit(trainer.evaluate)
-  before = float(evaluate(state, task[None], jax.random.key(1)[None])[0])
+  before = float(evaluate(state, task[None], jax.random.key(1)[None], task)[0])
   state, _ = jax.jit(trainer.warmup)(state, task)
   chunk = jax.jit(trainer.train_chunk)
   for _ in range(cfg.num_chunks):
     state, metrics = chunk(state, task)
-  after = float(evaluate(state, task[None], jax.random.key(1)[None])[0])
+  after = float(evaluate(state, task[None], jax.random.key(1)[None], task)[0])
   # Optimum 10; a uniformly random policy scores about 4.5 over 10 steps.
   assert before < 9.0
   assert after > 9.5, (before, after)
