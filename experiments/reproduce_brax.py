@@ -30,12 +30,13 @@ from configs import brax as brax_configs  # noqa: E402
 from rewirejax import logging as logs  # noqa: E402
 from rewirejax import references as refs  # noqa: E402
 from rewirejax.envs.scenarios import get_scenario, make_scenario_env, scenario_names  # noqa: E402
-from rewirejax.methods import METHODS, REWIRE_ABLATIONS, make_method  # noqa: E402
+from rewirejax.methods import METHODS, REWIRE_ABLATIONS, REWIRE_VARIANTS, make_method  # noqa: E402
 from rewirejax.report import build_report  # noqa: E402
 from rewirejax.train import train_sequence  # noqa: E402
 
 BRAX_SCENARIOS = [name for name in scenario_names() if not name.startswith("toy/")]
-MAIN_METHODS = [m for m in METHODS if m not in REWIRE_ABLATIONS]  # Table 1; ablations by name.
+# Table 1; ablations and variants by name.
+MAIN_METHODS = [m for m in METHODS if m not in {**REWIRE_ABLATIONS, **REWIRE_VARIANTS}]
 
 
 def _settings(cfg, scenario, method, budget, seeds, options, preset, sac_settings) -> dict:

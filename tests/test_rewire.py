@@ -425,6 +425,14 @@ def test_ablation_ladder_switches_off_the_named_parts():
   assert full.actor.num_modes == 3 and full.actor.alignment_adapters
 
 
+def test_noiseless_variant_drops_the_reference_presets_noise_and_dropout():
+  noisy = {"gumbel_noise": 0.1, "dropout": 0.1}  # What a preset may pass.
+  nets = make_method("rewire_noiseless", CFG, **noisy).make_networks(OBS, ACT, CFG)
+  assert nets.actor.gumbel_noise == 0.0 and nets.actor.dropout == 0.0
+  nets = make_method("rewire", CFG, **noisy).make_networks(OBS, ACT, CFG)
+  assert nets.actor.gumbel_noise == 0.1 and nets.actor.dropout == 0.1
+
+
 def test_dropout_and_gumbel_noise_act_only_when_asked():
   plain = make_sac_networks(OBS, ACT, 2, (WIDTH,) * 3, num_modes=2)
   noisy = make_sac_networks(OBS, ACT, 2, (WIDTH,) * 3, num_modes=2, gumbel_noise=0.5, dropout=0.3)

@@ -27,6 +27,10 @@ REWIRE_ABLATIONS = {
   "rewire_cache_align": {"num_modes": 1},
 }
 
+# Diagnostics beyond the paper, run by name: the update without the reference preset's noise
+# on the scores (Gumbel) or its dropout, so it trains the network that acts.
+REWIRE_VARIANTS = {"rewire_noiseless": {"gumbel_noise": 0.0, "dropout": 0.0}}
+
 
 def _rewire(name: str, ablation: dict):
   def factory(cfg: RunConfig, **options) -> Method:
@@ -52,7 +56,10 @@ METHODS: dict[str, Callable[..., Method]] = {
   "pnn": lambda cfg, **options: make_pnn(cfg.max_tasks, **options),
   "csp": lambda cfg, **options: make_csp(cfg.max_tasks, cfg.sac.num_envs, **options),
   "rewire": _rewire("rewire", {}),
-  **{name: _rewire(name, ablation) for name, ablation in REWIRE_ABLATIONS.items()},
+  **{
+    name: _rewire(name, ablation)
+    for name, ablation in {**REWIRE_ABLATIONS, **REWIRE_VARIANTS}.items()
+  },
 }
 
 
@@ -63,4 +70,12 @@ def make_method(name: str, cfg: RunConfig, **options) -> Method:
   return METHODS[name](cfg, **options)
 
 
-__all__ = ["METHODS", "REWIRE_ABLATIONS", "Method", "TrainerTools", "fine_tuning", "make_method"]
+__all__ = [
+  "METHODS",
+  "REWIRE_ABLATIONS",
+  "REWIRE_VARIANTS",
+  "Method",
+  "TrainerTools",
+  "fine_tuning",
+  "make_method",
+]
