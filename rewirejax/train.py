@@ -249,7 +249,7 @@ def make_trainer(cfg: RunConfig, env: TaskEnv, method: Method) -> Trainer:
 
     def one_task(task_id, key):
       actor = method.eval_params(state.learner.params, state.method_state, task_id)
-      actor = _newest_head_for_unused_slot(actor, task_id, current_task)
+      actor = _head_for_unused_slot(actor, task_id, current_task)
       return evaluate_actor(actor, task_id, key)
 
     return jax.vmap(one_task)(task_ids, keys)
@@ -264,36 +264,26 @@ def _copy_previous_head(actor: Params, task_id: TaskId) -> Params:
   """SPEC §3: a task's head slot, on its first use, starts as a copy of the previous task's
   head; task 0 and slots seen before keep theirs (a single shared head is left as it is; an
   actor without ``head_kernel``, such as PNN's columns, is returned unchanged)."""
+  return _head_for_unused_slot(actor, task_id, task_id - 1)
+
+
+def _head_for_unused_slot(actor: Params, task_id: TaskId, source_task: TaskId) -> Params:
+  """Task ``task_id``'s head slot set to ``source_task``'s head when that slot has never been
+  used by then (``0 <= source_task < task_id < num_heads``, task ids in training order);
+  otherwise the actor as it is. With ``source_task = task_id - 1`` this is a task's first use
+  of its slot (``_copy_previous_head``); in evaluation, with the current task, a task not begun
+  yet gets the head it will start from, not its slot's random initialisation."""
   params = actor["params"]
   if "head_kernel" not in params:
     return actor
   num_heads = params["head_kernel"].shape[0]
-  slot, previous = head_slot(task_id, num_heads), head_slot(task_id - 1, num_heads)
-  first_use = (task_id > 0) & (task_id < num_heads)
+  slot, source = head_slot(task_id, num_heads), head_slot(source_task, num_heads)
+  unused = (source_task >= 0) & (source_task < task_id) & (task_id < num_heads)
 
   def copy(heads):
-    return heads.at[slot].set(jnp.where(first_use, heads[previous], heads[slot]))
+    return heads.at[slot].set(jnp.where(unused, heads[source], heads[slot]))
 
   heads = {name: copy(params[name]) for name in ("head_kernel", "head_bias")}
-  return {**actor, "params": {**params, **heads}}
-
-
-def _newest_head_for_unused_slot(actor: Params, task_id: TaskId, current_task: TaskId) -> Params:
-  """For evaluation: a task after ``current_task`` whose head slot has never been used
-  (``current_task < task_id < num_heads``) gets the newest head, ``current_task``'s, which is
-  the head it will start from (``_copy_previous_head``), not its slot's random initialisation.
-  Task ids are in training order, as there."""
-  params = actor["params"]
-  if "head_kernel" not in params:
-    return actor
-  num_heads = params["head_kernel"].shape[0]
-  slot, newest = head_slot(task_id, num_heads), head_slot(current_task, num_heads)
-  unused = (task_id > current_task) & (task_id < num_heads)
-
-  def substitute(heads):
-    return heads.at[slot].set(jnp.where(unused, heads[newest], heads[slot]))
-
-  heads = {name: substitute(params[name]) for name in ("head_kernel", "head_bias")}
   return {**actor, "params": {**params, **heads}}
 
 

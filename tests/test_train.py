@@ -134,13 +134,13 @@ def test_head_slot_copied_only_on_first_use():
 
 
 def test_a_task_not_begun_is_evaluated_with_the_newest_head():
-  from rewirejax.train import _newest_head_for_unused_slot
+  from rewirejax.train import _head_for_unused_slot
 
   heads = jnp.arange(4.0)[:, None, None] * jnp.ones((4, 3, 2))  # Slot s is filled with s.
   actor = {"params": {"head_kernel": heads, "head_bias": jnp.arange(4.0)[:, None] * jnp.ones(2)}}
 
   def head_used(task, current):
-    out = _newest_head_for_unused_slot(actor, jnp.int32(task), jnp.int32(current))["params"]
+    out = _head_for_unused_slot(actor, jnp.int32(task), jnp.int32(current))["params"]
     slot = task % 4
     return float(out["head_kernel"][slot, 0, 0]), float(out["head_bias"][slot, 0])
 
@@ -149,9 +149,7 @@ def test_a_task_not_begun_is_evaluated_with_the_newest_head():
   assert head_used(0, 1) == (0.0, 0.0)  # A finished task: its own.
   assert head_used(5, 4) == (1.0, 1.0)  # Task 5 reuses slot 1 (used by task 1): its own.
   single = {"params": {"head_kernel": heads[:1], "head_bias": jnp.ones((1, 2))}}
-  chex.assert_trees_all_equal(
-    _newest_head_for_unused_slot(single, jnp.int32(3), jnp.int32(0)), single
-  )
+  chex.assert_trees_all_equal(_head_for_unused_slot(single, jnp.int32(3), jnp.int32(0)), single)
 
 
 def test_sac_learns_the_toy_task():
