@@ -168,8 +168,8 @@ def sweep_command(args: argparse.Namespace) -> int:
     ref_returns = np.asarray(ref["final_returns"], dtype=float)
     final = normalize(final, ref_returns)  # NaN, so left out, where SAC-N's return is <= 0.
     label = "performance (SAC-N = 1)"
-    if np.any(ref_returns <= 0):
-      skipped = np.flatnonzero(ref_returns <= 0).tolist()
+    skipped = np.flatnonzero(ref_returns <= 0).tolist()
+    if skipped:
       label += "*"
       print(f"*: SAC-N's return is not positive on tasks {skipped}, left out of the average.")
   except ValueError as error:

@@ -87,6 +87,11 @@ def summarize_result(result: dict[str, Any], reference_dir: pathlib.Path) -> met
   return dataclasses.replace(summary, notes=summary.notes + tuple(notes))
 
 
+def _partial_mark(summary: metrics.Summary) -> str:
+  """``*`` when tasks were left out of the normalised averages (SAC-N's return <= 0)."""
+  return "*" if summary.excluded_tasks else ""
+
+
 def _mean_std(x: np.ndarray, digits: int = 2, mark: str = "") -> str:
   """``mean ± std`` of the finite values, then ``mark``; ``n/a`` when there are none."""
   x = np.asarray(x, dtype=float)
@@ -165,7 +170,7 @@ def build_tables(results: list[dict[str, Any]], reference_dir: pathlib.Path) -> 
   writer = csv.writer(table)
   writer.writerow(header)
   for result, summary in sorted(rows, key=lambda rs: (rs[0]["scenario"], rs[0]["method"])):
-    mark = "*" if summary.excluded_tasks else ""
+    mark = _partial_mark(summary)
     cells = [
       result["scenario"],
       result["method"],
@@ -190,7 +195,7 @@ def build_tables(results: list[dict[str, Any]], reference_dir: pathlib.Path) -> 
     for scenario in sorted({r["scenario"] for r, _ in rows}):
       by_method = {r["method"]: s for r, s in rows if r["scenario"] == scenario}
       cells = [
-        _mean_std(s.performance, mark="*" if s.excluded_tasks else "") if s else ""
+        _mean_std(s.performance, mark=_partial_mark(s)) if s else ""
         for s in (by_method.get(m) for m in ladder)
       ]
       out.write(f"| {scenario} | " + " | ".join(cells) + " |\n")
