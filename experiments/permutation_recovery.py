@@ -1,11 +1,11 @@
 """Rewiring alone recovers a function: learn only the score vectors of a shuffled MLP copy.
 
-A fixed random MLP (``obs -> 2 x [PermutedDense(width) -> LeakyReLU(0.2)] -> Dense``) is the
-teacher. Its copy has the same weights, except that in each hidden layer some output
-neurons were swapped with a neighbour (the columns of ``kernel`` and entries of ``bias``),
-so the copy computes a different function. We freeze every weight of the copy and train
-only its score vectors, through ``rewirejax.layers.permute`` (hard gather forward,
-SoftSort backward), to match the teacher's outputs. The function is recovered exactly
+A fixed random MLP (``obs -> L x [PermutedDense(width) -> LeakyReLU(0.2)] -> Dense``, L =
+``--num-hidden``, default 1) is the teacher. Its copy has the same weights, except that in
+each hidden layer some output neurons were swapped with a neighbour (the columns of ``kernel``
+and entries of ``bias``), so the copy computes a different function. We freeze every weight of
+the copy and train only its score vectors, through ``rewirejax.layers.permute`` (hard gather
+forward, SoftSort backward), to match the teacher's outputs. The function is recovered exactly
 when each layer learns the inverse of its shuffle.
 
 What this does and does not show: SoftSort gradients move a neuron between nearby
@@ -14,7 +14,7 @@ adjacent neurons) are found by plain gradient descent. A uniformly random shuffl
 neurons is a combinatorial search that gradient descent from the identity does not solve
 (``--swap-fraction`` does not model it; see the README).
 
-Run: ``python experiments/permutation_recovery.py`` (about 15 s on 2 CPU cores). Writes
+Run: ``python experiments/permutation_recovery.py`` (about 10 s on 2 CPU cores). Writes
 ``results/permutation_recovery.{png,csv}``.
 """
 

@@ -20,8 +20,6 @@ import pathlib
 import sys
 import time
 
-import numpy as np
-
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "experiments"))
 
@@ -120,8 +118,6 @@ def run_pair(
   trained_steps = sum(
     len(seeds) * cfg.epochs_in_chunk(m["chunk"]) * cfg.sac.num_envs for m in result.chunk_metrics
   )
-  per_eval = eval_every * cfg.epochs_per_chunk * cfg.sac.num_envs
-  num_evals = result.curves.shape[-1]
   payload = {
     **settings,
     "env_name": spec.env_name,
@@ -129,7 +125,7 @@ def run_pair(
     "steps_per_task": cfg.steps_per_task,
     "returns": result.returns,
     "curves": result.curves,
-    "curve_steps": cfg.sac.warmup_transitions + per_eval * np.arange(1, num_evals + 1),
+    "curve_steps": cfg.curve_steps(eval_every, result.curves.shape[-1]),
     "policy_params": result.policy_params,
     "ft_1_policy_params": result.ft_1_policy_params,
     "wall_seconds": wall,  # This call only (a resumed run counts from the resume).

@@ -254,7 +254,7 @@ def print_curve(history: list[dict], cfg: RunConfig) -> None:
   step = max(len(history) // 20, 1)
   rows = history[::step] + ([] if (len(history) - 1) % step == 0 else history[-1:])
   for r in rows:
-    steps = cfg.sac.warmup_transitions + (r["chunk"] + 1) * cfg.epochs_per_chunk * cfg.sac.num_envs
+    steps = cfg.env_steps_after_chunk(r["chunk"])
     ret = r.get("recent_return")
     ret = "n/a" if ret is None else f"{ret:.1f}"
     print(
@@ -269,10 +269,9 @@ def plot_curves(result, cfg: RunConfig, names: list[str], eval_every: int, path)
   import matplotlib.pyplot as plt
 
   fig, ax = plt.subplots(figsize=(6, 3.5))
-  per_eval = eval_every * cfg.epochs_per_chunk * cfg.sac.num_envs
+  steps = cfg.curve_steps(eval_every, result.curves.shape[-1])
   for t, name in enumerate(names):
     curve = result.curves[:, t]  # [seeds, evals]
-    steps = cfg.sac.warmup_transitions + per_eval * np.arange(1, curve.shape[1] + 1)
     mean = np.nanmean(curve, axis=0)
     ax.plot(steps, mean, label=f"task {t}: {name}")
     if curve.shape[0] > 1:

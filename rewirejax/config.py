@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
+
 
 @dataclasses.dataclass(frozen=True)
 class SACConfig:
@@ -106,6 +108,17 @@ class RunConfig:
     """Epochs chunk ``chunk`` runs: full chunks, then the remainder, so a task collects
     exactly ``steps_per_task`` transitions (up to rounding to whole vectorised steps)."""
     return min(self.epochs_per_chunk, self.train_epochs - chunk * self.epochs_per_chunk)
+
+  def env_steps_after_chunk(self, chunk: int) -> int:
+    """Transitions a task has collected when chunk ``chunk`` ends (warm-up included): the
+    x-axis of a learning-curve point. The last chunk may be short (``epochs_in_chunk``)."""
+    trained = min((chunk + 1) * self.epochs_per_chunk, self.train_epochs)
+    return (self.warmup_epochs + trained) * self.sac.num_envs
+
+  def curve_steps(self, eval_every_chunks: int, num_evals: int) -> np.ndarray:
+    """[num_evals] env steps of the curve points taken every ``eval_every_chunks`` chunks."""
+    chunks = eval_every_chunks * np.arange(1, num_evals + 1) - 1
+    return np.array([self.env_steps_after_chunk(int(c)) for c in chunks], dtype=np.int64)
 
   def validate(self) -> None:
     self.sac.validate()

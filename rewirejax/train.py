@@ -315,12 +315,12 @@ class SequenceResult:
 
 
 def seed_sharding(num_seeds: int, devices: Sequence[jax.Device] | None = None):
-  """A ``NamedSharding`` that splits the leading seed axis over ``devices`` (None: 1 device).
-
-  Multi-host: call ``jax.distributed.initialize()`` first and pass ``jax.devices()``; the
-  same mesh then spans every host's devices.
+  """A ``NamedSharding`` that splits the leading seed axis over ``devices`` (default: this
+  host's devices), or None for one device. The seed count must be a multiple of the device
+  count. One host only: the host loop reads results with ``np.asarray``, which needs every
+  shard to be addressable from this process.
   """
-  devices = list(jax.devices() if devices is None else devices)
+  devices = list(jax.local_devices() if devices is None else devices)
   if len(devices) <= 1:
     return None
   if num_seeds % len(devices):

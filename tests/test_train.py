@@ -295,6 +295,12 @@ def test_shorter_last_chunk_equals_loop_and_budget_is_exact(trainer, warm_state)
   assert cfg.num_chunks == 3 and [cfg.epochs_in_chunk(c) for c in range(3)] == [8, 8, 5]
   result = train_sequence(cfg, TargetReachEnv(), fine_tuning(), tasks=[0], progress=False)
   assert int(result.state.env_steps[0]) == 37 * 8
+  # Curve points sit at the steps collected so far, the short last chunk included.
+  collected = cfg.warmup_epochs * 8 + 8 * np.cumsum([cfg.epochs_in_chunk(c) for c in range(3)])
+  assert [cfg.env_steps_after_chunk(c) for c in range(3)] == collected.tolist()
+  assert collected[-1] == int(result.state.env_steps[0])
+  assert cfg.curve_steps(1, 3).tolist() == collected.tolist()
+  assert cfg.curve_steps(2, 1).tolist() == [collected[1]]
 
 
 def test_head_init_does_not_depend_on_task_slots():
