@@ -9,7 +9,9 @@ import numpy as np
 
 @dataclasses.dataclass(frozen=True)
 class SACConfig:
-  """Soft actor-critic; defaults are the reference code's (implementation notes §4)."""
+  """Soft actor-critic; defaults are the reference code's (implementation notes §4), except
+  its two quirks at the end, which default to textbook SAC (the ``brax_sac_reference`` preset
+  switches them on)."""
 
   batch_size: int = 256  # Transitions per gradient step.
   discount: float = 0.99  # gamma.

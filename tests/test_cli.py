@@ -1,5 +1,7 @@
 """The command line: presets, and one-line errors that list the valid choices."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -13,6 +15,19 @@ def test_presets_load():
     cfg = cli.load_preset(name)
     assert isinstance(cfg, RunConfig)
     cfg.validate()
+
+
+def test_reference_sac_preset_switches_on_the_quirks_only():
+  paper, reference = cli.load_preset("brax_sac"), cli.load_preset("brax_sac_reference")
+  assert (paper.sac.truncation_is_terminal, paper.sac.tanh_log_det) == (False, "exact")
+  assert (reference.sac.truncation_is_terminal, reference.sac.tanh_log_det) == (True, "reference")
+  assert (
+    dataclasses.replace(
+      reference,
+      sac=dataclasses.replace(reference.sac, truncation_is_terminal=False, tanh_log_det="exact"),
+    )
+    == paper
+  )
 
 
 @pytest.mark.parametrize(
