@@ -237,7 +237,7 @@ def bench_rewire_update(num_updates: int = 32) -> dict[str, float]:
     "PNN (8 columns x 96)": ("pnn", {}),
     "CSP (8 anchors, alpha-critic)": ("csp", {}),
   }
-  calls = {}
+  calls, flops = {}, {}
   for label, (name, options) in variants.items():
     method = make_method(name, cfg, **options)
     nets = method.make_networks(obs_size, act_size, cfg)
@@ -260,14 +260,18 @@ def bench_rewire_update(num_updates: int = 32) -> dict[str, float]:
       return jax.lax.scan(body, learner, jax.random.split(key, num_updates))[0]
 
     calls[label] = lambda run=run, learner=learner: run(learner, jax.random.key(2))
+    # XLA's cost analysis counts a scan's body once: the FLOPs of one update.
+    flops[label] = _flops(run, learner, jax.random.key(2))
   seconds = {label: sec / num_updates for label, sec in time_interleaved(calls).items()}
   ft_1 = seconds["FT-1 (Dense)"]
   sample = seconds["Rewire, sample (1 of K=3)"]
   print(f"\n## Update cost per method, HalfCheetah sizes, {num_updates} scanned per jit")
+  print("(FLOPs from XLA's cost analysis: the time ratio a compute-bound update cannot beat)")
   for label, sec in seconds.items():
     print(
       f"{label:32}{sec * 1e3:>8.2f} ms/update  {sec / ft_1:>5.2f}x FT-1  "
-      f"{sec / sample:>5.2f}x sample"
+      f"{sec / sample:>5.2f}x sample   {flops[label] / 1e9:.2f} GFLOP "
+      f"({flops[label] / flops['FT-1 (Dense)']:.2f}x FT-1's)"
     )
   return seconds
 
