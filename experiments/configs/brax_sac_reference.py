@@ -3,19 +3,12 @@
 For a run that copies the reference's learner exactly, corrections included."""
 
 import dataclasses
-import importlib.util
-import pathlib
 
+from rewirejax.cli import load_preset
 from rewirejax.config import RunConfig
-
-_spec = importlib.util.spec_from_file_location(
-  "rewirejax_preset_brax_sac", pathlib.Path(__file__).with_name("brax_sac.py")
-)
-_brax_sac = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_brax_sac)
 
 
 def get_config() -> RunConfig:
-  cfg = _brax_sac.get_config()
+  cfg = load_preset("brax_sac")
   quirks = dataclasses.replace(cfg.sac, truncation_is_terminal=True, tanh_log_det="reference")
   return dataclasses.replace(cfg, sac=quirks)
