@@ -282,8 +282,8 @@ def _halfcheetah(backend: str, episode_length: int = 1000):
   return make_task_env("halfcheetah", (TaskSpec("normal"),), backend, episode_length)
 
 
-def _rewirejax_env_steps_per_s(cfg, env, seeds, num_chunks: int) -> float:
-  """Env-steps/s (all seeds) of train_sequence, the first (compiling) chunk excluded."""
+def _rewirejax_chunk_rates(cfg, env, seeds, num_chunks: int) -> list[float]:
+  """Env-steps/s (all seeds) of each chunk of train_sequence, the first (compiling) excluded."""
   from rewirejax.methods import fine_tuning
   from rewirejax.train import train_sequence
 
@@ -293,8 +293,12 @@ def _rewirejax_env_steps_per_s(cfg, env, seeds, num_chunks: int) -> float:
     + cfg.sac.num_envs * cfg.epochs_per_chunk * num_chunks,
   )
   result = train_sequence(cfg, env, fine_tuning(), tasks=[0], seeds=seeds, progress=False)
-  rates = [m["env_steps_per_s"] for m in result.chunk_metrics[1:]]
-  return float(np.median(rates))
+  return [m["env_steps_per_s"] for m in result.chunk_metrics[1:]]
+
+
+def _rewirejax_env_steps_per_s(cfg, env, seeds, num_chunks: int) -> float:
+  """Median env-steps/s (all seeds) of train_sequence's chunks, the compiling one excluded."""
+  return float(np.median(_rewirejax_chunk_rates(cfg, env, seeds, num_chunks)))
 
 
 def _cheetah_run_config(
@@ -328,8 +332,9 @@ def bench_vs_brax(backend: str = "spring", num_envs: int = 8, num_chunks: int = 
   Both: ``num_envs`` envs, batch 256, 2 x 256 networks, the same backend, and G gradient
   steps per vectorised env step (brax's ``grad_updates_per_step=G``; ours
   ``updates_per_env_step = G / num_envs``), for G = 1 and G = num_envs / 2 (the paper's 0.5
-  updates per transition). brax 0.14 calls ``jax.device_put_replicated``, removed in jax
-  0.10: a shim for this benchmark only.
+  updates per transition). Each trainer runs ``num_chunks`` timed chunks; the median and the
+  range over chunks are printed (one chunk varies by up to 15 % on the 2-core CPU). brax 0.14
+  calls ``jax.device_put_replicated``, removed in jax 0.10: a shim for this benchmark only.
   """
   import functools
 
@@ -348,7 +353,10 @@ def bench_vs_brax(backend: str = "spring", num_envs: int = 8, num_chunks: int = 
     f"\n## SAC on halfcheetah ({backend}), {num_envs} envs, batch 256, 2 x 256 networks: "
     "env-steps/s, compile excluded (floor 1.0x brax, target 1.5x)"
   )
-  print(f"{'updates per env step':>22}{'brax.training':>15}{'rewirejax':>11}{'ratio':>8}")
+  print(
+    f"{'updates per env step':>22}{'brax.training':>15}{'rewirejax':>11}{'ratio':>8}"
+    "   range over chunks (brax; rewirejax)"
+  )
   results = {}
   for grad_updates in (1, num_envs // 2):
     epochs_per_chunk = 1600 // grad_updates
@@ -372,11 +380,15 @@ def bench_vs_brax(backend: str = "spring", num_envs: int = 8, num_chunks: int = 
       progress_fn=lambda step, metrics, sps=sps: sps.append(metrics.get("training/sps")),
     )
     measured = [x for x in sps if x]
-    brax_rate = float(np.median(measured[1:] or measured))
+    brax_rates = measured[1:] or measured  # The first includes brax's compile.
     cfg = _cheetah_run_config(backend, num_envs, grad_updates / num_envs, epochs_per_chunk)
-    ours = _rewirejax_env_steps_per_s(cfg, _halfcheetah(backend), [0], num_chunks)
+    our_rates = _rewirejax_chunk_rates(cfg, _halfcheetah(backend), [0], num_chunks)
+    brax_rate, ours = float(np.median(brax_rates)), float(np.median(our_rates))
     ratio = grad_updates / num_envs
-    print(f"{ratio:>22.3f}{brax_rate:>15.0f}{ours:>11.0f}{ours / brax_rate:>7.2f}x")
+    print(
+      f"{ratio:>22.3f}{brax_rate:>15.0f}{ours:>11.0f}{ours / brax_rate:>7.2f}x"
+      f"   {min(brax_rates):.0f}-{max(brax_rates):.0f}; {min(our_rates):.0f}-{max(our_rates):.0f}"
+    )
     results[ratio] = {"brax": brax_rate, "rewirejax": ours}
   return results
 
@@ -430,10 +442,18 @@ SECTIONS = {
 def main() -> None:
   parser = argparse.ArgumentParser(description="rewirejax benchmarks (figures, not tests).")
   parser.add_argument("--only", choices=sorted(SECTIONS), nargs="*", help="sections to run")
+  parser.add_argument(
+    "--vs-brax-chunks", type=int, default=4, help="timed chunks per trainer in vs_brax"
+  )
   args = parser.parse_args()
+  if args.vs_brax_chunks < 1:
+    parser.error("--vs-brax-chunks must be at least 1")
   print(f"jax {jax.__version__}, devices: {jax.devices()}")
   for name in args.only or SECTIONS:
-    SECTIONS[name]()
+    if name == "vs_brax":
+      bench_vs_brax(num_chunks=args.vs_brax_chunks)
+    else:
+      SECTIONS[name]()
 
 
 if __name__ == "__main__":
