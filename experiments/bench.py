@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import platform
 import time
 from collections.abc import Callable
@@ -336,8 +337,6 @@ def bench_vs_brax(backend: str = "spring", num_envs: int = 8, num_chunks: int = 
   range over chunks are printed (one chunk varies by up to 15 % on the 2-core CPU). brax 0.14
   calls ``jax.device_put_replicated``, removed in jax 0.10: a shim for this benchmark only.
   """
-  import functools
-
   from brax import envs as brax_envs
   from brax.training.agents.sac import networks as brax_sac_networks
   from brax.training.agents.sac import train as brax_sac
@@ -448,12 +447,13 @@ def main() -> None:
   args = parser.parse_args()
   if args.vs_brax_chunks < 1:
     parser.error("--vs-brax-chunks must be at least 1")
+  sections = {
+    **SECTIONS,
+    "vs_brax": functools.partial(bench_vs_brax, num_chunks=args.vs_brax_chunks),
+  }
   print(f"jax {jax.__version__}, devices: {jax.devices()}")
-  for name in args.only or SECTIONS:
-    if name == "vs_brax":
-      bench_vs_brax(num_chunks=args.vs_brax_chunks)
-    else:
-      SECTIONS[name]()
+  for name in args.only or sections:
+    sections[name]()
 
 
 if __name__ == "__main__":
