@@ -24,9 +24,10 @@ def _keys_to_data(tree: Any) -> Any:
 
 def _abstract_without_keys(tree: Any) -> Any:
   def to_abstract(x):
+    sharding = getattr(x, "sharding", None)  # Restored as ``like`` is laid out now.
     if _is_key(x):
       x = jax.eval_shape(jax.random.key_data, x)
-    return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None))
+    return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding)
 
   return jax.tree.map(to_abstract, tree)
 

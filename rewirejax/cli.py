@@ -71,6 +71,16 @@ def _parser() -> argparse.ArgumentParser:
   train.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
   train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
   train.add_argument("--method", default="ft_1", help="a registered method, e.g. ft_1, sac_n")
+  train.add_argument(
+    "--distributed",
+    action="store_true",
+    help="one process per host: call jax.distributed.initialize() first (it finds SLURM, "
+    "Open MPI and TPU pods itself; elsewhere give the three flags below) and shard the seeds "
+    "over every host's devices",
+  )
+  train.add_argument("--coordinator", help="with --distributed: host:port of process 0")
+  train.add_argument("--num-processes", type=int, help="with --distributed: process count")
+  train.add_argument("--process-id", type=int, help="with --distributed: this process's index")
   report = sub.add_parser("report", help="tables and plots from reproduce-brax result files")
   report.add_argument("results", type=pathlib.Path, help="the results folder, e.g. results/")
   report.add_argument(
@@ -298,11 +308,31 @@ def report_command(args: argparse.Namespace) -> int:
   return 0
 
 
+def _initialize_distributed(args: argparse.Namespace) -> None:
+  """``jax.distributed.initialize`` from the flags (before anything else touches JAX)."""
+  import jax
+
+  flags = (args.coordinator, args.num_processes, args.process_id)
+  if not args.distributed:
+    if any(f is not None for f in flags):
+      raise ValueError("--coordinator, --num-processes and --process-id need --distributed.")
+    return
+  jax.distributed.initialize(
+    coordinator_address=args.coordinator,
+    num_processes=args.num_processes,
+    process_id=args.process_id,
+  )
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU hosts' gathers.
+
+
 def train_command(args: argparse.Namespace) -> int:
+  import jax
+
   from rewirejax.envs import make_task_env
   from rewirejax.methods import make_method
   from rewirejax.train import train_sequence
 
+  _initialize_distributed(args)
   module = _preset_module(args.preset)  # Executed once: the config and the method options.
   cfg, specs, num_seeds = _configure(args, module)
   method = make_method(args.method, cfg, **_scenario_method_options(args, cfg, module))
@@ -325,6 +355,8 @@ def train_command(args: argparse.Namespace) -> int:
     eval_every_chunks=args.eval_every,
     progress=not args.no_progress,
   )
+  if jax.process_index() != 0:  # Every process has the results; one prints and plots them.
+    return 0
   print_curve(result.chunk_metrics, cfg)
   if args.eval_every:
     plot_curves(

@@ -312,12 +312,11 @@ class SequenceResult:
 
 
 def seed_sharding(num_seeds: int, devices: Sequence[jax.Device] | None = None):
-  """A ``NamedSharding`` that splits the leading seed axis over ``devices`` (default: this
-  host's devices), or None for one device. The seed count must be a multiple of the device
-  count. One host only: the host loop reads results with ``np.asarray``, which needs every
-  shard to be addressable from this process.
+  """A ``NamedSharding`` that splits the leading seed axis over ``devices`` (default: every
+  device of every process, see ``train_sequence``), or None for one device. The seed count
+  must be a multiple of the device count.
   """
-  devices = list(jax.local_devices() if devices is None else devices)
+  devices = list(jax.devices() if devices is None else devices)
   if len(devices) <= 1:
     return None
   if num_seeds % len(devices):
@@ -348,6 +347,17 @@ def _over_seeds(fn, num_seeds: int, donate: bool = True, batched_args=(0, None))
     return jax.tree.map(lambda x: x[None], fn(*args))
 
   return jax.jit(single, donate_argnums=donate_argnums)
+
+
+def _to_host(tree: Any) -> Any:
+  """NumPy copies of possibly sharded arrays. With several processes
+  (``jax.distributed.initialize``) each holds only its own seeds' shards: then every process
+  receives the whole array (an all-gather), so the host loop runs the same on each."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+
+    return multihost_utils.process_allgather(tree, tiled=True)
+  return jax.device_get(tree)
 
 
 def _check_losses(metrics: dict[str, Any], seeds: Sequence[int], task_index: int, chunk: int):
@@ -409,13 +419,17 @@ def train_sequence(
     out_dir: where checkpoints, ``metrics.jsonl``, ``manifest.json`` and ``result.json`` go.
     resume: continue from the newest checkpoint in ``out_dir`` (finished chunks and tasks are
       skipped; the result equals that of an uninterrupted run).
-    devices: shard the seed axis over these devices (default: all local devices).
+    devices: shard the seed axis over these devices (default: ``jax.devices()``, which after
+      ``jax.distributed.initialize()`` are every process's: each process then runs this same
+      call, computes its own devices' seeds, and receives every seed's results; process 0
+      alone writes the logs and results, and checkpoints are written by all, through orbax).
     eval_every_chunks: evaluate the current task every this many chunks (0: never).
     checkpoint_every_chunks: checkpoint every this many chunks (0: at task ends only).
     progress: show a progress bar.
     stop_after_chunks: stop (as if killed) after this many chunks of this call; for tests.
-    lane_overrides: edits the freshly initialised seed-batched state, e.g. a different traced
-      coefficient per lane (``rewirejax.sweep``); seeds may then repeat across lanes.
+    lane_overrides: edits the freshly initialised seed-batched state (traced, inside the jitted
+      initialisation), e.g. a different coefficient per lane (``rewirejax.sweep``); seeds may
+      then repeat across lanes.
 
   Returns:
     A ``SequenceResult``.
@@ -445,11 +459,11 @@ def train_sequence(
     trainer.evaluate, len(seeds), donate=False, batched_args=(0, None, 0, None)
   )
 
-  state = jax.jit(jax.vmap(trainer.init))(jnp.stack([jax.random.key(s) for s in seeds]))
-  if lane_overrides is not None:
-    state = lane_overrides(state)
-  if sharding is not None:
-    state = jax.device_put(state, sharding)
+  def init_seeds():  # Built where it lives: with several processes each makes its shards.
+    state = jax.vmap(trainer.init)(jnp.stack([jax.random.key(s) for s in seeds]))
+    return state if lane_overrides is None else lane_overrides(state)
+
+  state = jax.jit(init_seeds, out_shardings=sharding)()
   num_chunks = cfg.num_chunks
   returns = np.full((len(seeds), len(tasks), len(eval_tasks)), np.nan)
   num_evals = num_chunks // eval_every_chunks if eval_every_chunks else 0
@@ -458,7 +472,9 @@ def train_sequence(
   position = {"task_index": 0, "chunk": 0}  # Next chunk to run; chunk 0 starts the task.
 
   out = None if out_dir is None else pathlib.Path(out_dir)
-  checkpointer = None
+  writer = jax.process_index() == 0  # Of several processes, one writes files and progress.
+  progress = progress and writer
+  checkpointer = metrics_log = None
   if out is not None:
     out.mkdir(parents=True, exist_ok=True)
     checkpointer = Checkpointer(out / "checkpoints")
@@ -468,6 +484,7 @@ def train_sequence(
       returns = np.asarray(saved["returns"], dtype=float).reshape(returns.shape)
       curves = np.asarray(saved["curves"], dtype=float).reshape(curves.shape)
       history = saved["history"]
+  if out is not None and writer:
     logs.write_json_atomic(
       out / "manifest.json",
       logs.manifest(
@@ -509,7 +526,7 @@ def train_sequence(
         return SequenceResult(returns, curves, history, state)
       start = time.perf_counter()
       state, metrics = train_chunk(state, task, jnp.int32(cfg.epochs_in_chunk(chunk)))
-      metrics = jax.device_get(metrics)
+      metrics = _to_host(metrics)
       seconds = time.perf_counter() - start
       _check_losses(metrics, seeds, task_index, chunk)
       steps = len(seeds) * cfg.epochs_in_chunk(chunk) * cfg.sac.num_envs
@@ -526,17 +543,17 @@ def train_sequence(
         # Their own key range: an end-of-task evaluation never reuses a curve point's episodes.
         after = _CURVE_KEYS + 10_000 * task_index + chunk
         keys = _eval_keys(seeds, after, [tasks[task_index]])
-        curve_point = np.asarray(evaluate(state, task[None], keys, task))[:, 0]
+        curve_point = _to_host(evaluate(state, task[None], keys, task))[:, 0]
         curves[:, task_index, (chunk + 1) // eval_every_chunks - 1] = curve_point
         last_eval = float(np.mean(curve_point))
         record["eval_return_per_seed"] = curve_point
         record["eval_return"] = last_eval
       history.append(logs.to_jsonable(record))
       position = {"task_index": task_index, "chunk": chunk + 1}
-      if checkpointer is not None:
+      if metrics_log is not None:
         metrics_log.write(record)
-        if checkpoint_every_chunks and (chunk + 1) % checkpoint_every_chunks == 0:
-          save(task_index * (num_chunks + 1) + chunk + 1)
+      if checkpoint_every_chunks and (chunk + 1) % checkpoint_every_chunks == 0:
+        save(task_index * (num_chunks + 1) + chunk + 1)
       chunks_run += 1
       bar.update(1)
       bar.set_postfix(
@@ -547,8 +564,8 @@ def train_sequence(
       )
     state, _ = end_task(state, task)
     keys = _eval_keys(seeds, task_index, eval_tasks)  # Every eval task in one vmapped call.
-    returns[:, task_index] = np.asarray(evaluate(state, jnp.asarray(eval_tasks), keys, task))
-    if checkpointer is not None:  # R's row as it comes: [seeds, eval tasks].
+    returns[:, task_index] = _to_host(evaluate(state, jnp.asarray(eval_tasks), keys, task))
+    if metrics_log is not None:  # R's row as it comes: [seeds, eval tasks].
       end = {"task_index": task_index, "task": tasks[task_index], "chunk": num_chunks}
       metrics_log.write({**end, "end_of_task_returns_per_seed": returns[:, task_index]})
     if progress:
@@ -559,10 +576,12 @@ def train_sequence(
     position = {"task_index": task_index + 1, "chunk": 0}
     save((task_index + 1) * (num_chunks + 1))
   bar.close()
-  one_seed = jax.tree.map(lambda x: x[0], (state.learner.params.actor, state.method_state))
+  one_seed = jax.tree.map(
+    lambda x: x[0], _to_host((state.learner.params.actor, state.method_state))
+  )
   policy_params = method.policy_size(*one_seed, len(tasks))
   ft_1_policy_params = ft_1_policy_size(env.observation_size, env.action_size, cfg)
-  if out is not None:
+  if out is not None and writer:
     logs.write_json_atomic(
       out / "result.json",
       {
@@ -576,5 +595,6 @@ def train_sequence(
         "ft_1_policy_params": ft_1_policy_params,
       },
     )
+  if checkpointer is not None:
     checkpointer.close()
   return SequenceResult(returns, curves, history, state, policy_params, ft_1_policy_params)

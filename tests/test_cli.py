@@ -40,12 +40,30 @@ def test_reference_sac_preset_switches_on_the_quirks_only():
     (["--steps", "-5"], "steps_per_task must be >= 1"),
     (["--seeds", "0"], "--seeds must be >= 1"),
     (["--env", "ant", "--scenario", "halfcheetah/forgetting"], "runs on halfcheetah"),
+    (["--process-id", "1"], "need --distributed"),
   ],
 )
 def test_bad_arguments_give_one_line_errors(argv, message, capsys):
   assert cli.main(["train", *argv]) == 2
   err = capsys.readouterr().err.strip()
   assert err.startswith("rewirejax: error: ") and message in err and "\n" not in err
+
+
+def test_distributed_flags_reach_jax_distributed_initialize(monkeypatch):
+  """The flags go to ``jax.distributed.initialize`` before the run starts (stopped there:
+  the two-process run itself is tested through ``train_sequence`` in test_train.py)."""
+  import jax
+
+  calls = []
+
+  def initialize(**kwargs):
+    calls.append(kwargs)
+    raise ValueError("stop here")
+
+  monkeypatch.setattr(jax.distributed, "initialize", initialize)
+  argv = ["--distributed", "--coordinator", "host0:1234", "--num-processes", "2"]
+  assert cli.main(["train", *argv, "--process-id", "1"]) == 2
+  assert calls == [{"coordinator_address": "host0:1234", "num_processes": 2, "process_id": 1}]
 
 
 def test_unknown_backend_lists_choices(capsys):

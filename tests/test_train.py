@@ -4,6 +4,7 @@ import dataclasses
 import json
 import os
 import pathlib
+import socket
 import subprocess
 import sys
 
@@ -13,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from rewirejax.checkpoint import Checkpointer
 from rewirejax.config import RunConfig, SACConfig
 from rewirejax.envs.toy import TargetReachEnv
 from rewirejax.methods import fine_tuning
@@ -272,6 +274,75 @@ json.dump(runs, open({str(tmp_path / "runs.json")!r}, "w"))
   # a few of the sampled parameters after 96 Adam steps.
   for a, b in zip(runs["sharded"]["params"], runs["single"]["params"], strict=True):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+_TWO_PROCESS_SCRIPT = """
+import json, sys
+import jax, numpy as np
+jax.config.update("jax_cpu_collectives_implementation", "gloo")
+jax.distributed.initialize(sys.argv[1], num_processes=2, process_id=int(sys.argv[2]))
+from tests.test_train import SEQ
+from rewirejax.envs.toy import TargetReachEnv
+from rewirejax.methods import fine_tuning
+from rewirejax.train import train_sequence
+r = train_sequence(SEQ, TargetReachEnv(), fine_tuning(), tasks=[0, 1], seeds=[0, 1],
+                   out_dir=sys.argv[3], progress=False)
+leaf = jax.tree.leaves(r.state.learner.params)[0]
+json.dump({"returns": r.returns.tolist(), "devices": len(leaf.sharding.device_set),
+           "local_devices": len(leaf.sharding.addressable_devices),
+           "episode_returns": [m["episode_return_per_seed"] for m in r.chunk_metrics]},
+          open(sys.argv[4], "w"))
+"""
+
+
+def test_two_processes_equal_one(tmp_path):
+  """``jax.distributed.initialize`` in two processes of one CPU device each (gloo for the
+  cross-process gathers), as on two hosts: each computes one seed, both get every seed's
+  results, process 0 alone writes the files, and the checkpoint both wrote restores here."""
+  with socket.socket() as probe:  # A free port for the coordinator.
+    probe.bind(("localhost", 0))
+    address = f"localhost:{probe.getsockname()[1]}"
+  root = pathlib.Path(__file__).resolve().parents[1]
+  env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}
+  out = tmp_path / "run"
+  procs = [
+    subprocess.Popen(
+      [
+        sys.executable,
+        "-c",
+        _TWO_PROCESS_SCRIPT,
+        address,
+        str(i),
+        str(out),
+        str(tmp_path / f"{i}.json"),
+      ],
+      cwd=root,
+      env=env,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      text=True,
+    )
+    for i in range(2)
+  ]
+  for proc in procs:
+    _, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 0, stderr[-3000:]
+  runs = [json.loads((tmp_path / f"{i}.json").read_text()) for i in range(2)]
+  single = train_sequence(
+    SEQ, TargetReachEnv(), fine_tuning(), tasks=[0, 1], seeds=[0, 1], progress=False
+  )
+  for run in runs:
+    assert run["devices"] == 2 and run["local_devices"] == 1
+    np.testing.assert_allclose(run["returns"], single.returns, rtol=1e-4)
+    want = [m["episode_return_per_seed"] for m in single.chunk_metrics]
+    np.testing.assert_allclose(run["episode_returns"], want, rtol=1e-4)
+  result = json.loads((out / "result.json").read_text())
+  np.testing.assert_allclose(result["returns"], single.returns, rtol=1e-4)
+  restored, saved = Checkpointer(out / "checkpoints").restore(single.state)
+  assert saved["position"] == {"task_index": 2, "chunk": 0}
+  chex.assert_trees_all_close(
+    restored.learner.params, single.state.learner.params, rtol=1e-3, atol=1e-4
+  )
 
 
 def test_train_sequence_rejects_bad_arguments():
