@@ -338,6 +338,8 @@ def test_two_processes_equal_one(tmp_path):
     np.testing.assert_allclose(run["episode_returns"], want, rtol=1e-4)
   result = json.loads((out / "result.json").read_text())
   np.testing.assert_allclose(result["returns"], single.returns, rtol=1e-4)
+  lines = (out / "metrics.jsonl").read_text().splitlines()  # One writer: no line twice.
+  assert [json.loads(x)["chunk"] for x in lines] == list(range(SEQ.num_chunks + 1)) * 2
   restored, saved = Checkpointer(out / "checkpoints").restore(single.state)
   assert saved["position"] == {"task_index": 2, "chunk": 0}
   chex.assert_trees_all_close(
