@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo demo-permutation reproduce-brax report test lint bench clean
+.PHONY: install demo demo-permutation reproduce-brax first-stage reproduce-cpu report test lint bench clean
 
 install: $(STAMP)
 
@@ -24,26 +24,47 @@ demo-permutation: install
 	$(PY) experiments/permutation_recovery.py
 
 # The paper's Brax table: scenarios x methods x seeds (seeds vmapped in one job per pair).
-# Empty SCENARIOS / METHODS mean all; BUDGET is the fraction of the paper's 1 M steps a task;
-# PRESET=paper|reference picks the rewiring settings (SPEC defaults or the reference code's);
-# SAC=paper|fast the SAC settings (the scenario's, or ones that learn within a small budget).
-# Example for 2 CPU cores (about 2 h): make reproduce-brax SCENARIOS=halfcheetah/forgetting
-#   METHODS="sac_n ft_1" SEEDS=3 BUDGET=0.015 BACKEND=spring NUM_ENVS=16 EVAL_ENVS=16 SAC=fast RESULTS=results-fast
+# Empty SCENARIOS / METHODS mean all. PROTOCOL=paper|cpu gives the defaults of the rest
+# (experiments/configs/brax.py PROTOCOLS; cpu: 150 k steps a task on spring, 32 envs, 3 x 64
+# networks, about 30 min a method on 2 CPU cores); any of them may be set on its own:
+# BUDGET is the fraction of the paper's 1 M steps a task; PRESET=paper|reference picks the
+# rewiring settings (SPEC defaults or the reference code's); SAC=paper|fast|cpu the SAC settings.
+# Example: make reproduce-brax PROTOCOL=cpu SCENARIOS=halfcheetah/forgetting METHODS="sac_n ft_1"
+PROTOCOL ?= paper
 SCENARIOS ?=
 METHODS ?=
-SEEDS ?= 10
-BUDGET ?= 1.0
-BACKEND ?= mjx
+SEEDS ?=
+BUDGET ?=
+BACKEND ?=
 RESULTS ?= results
 NUM_ENVS ?=
 EVAL_ENVS ?=
-PRESET ?= paper
-SAC ?= paper
+PRESET ?=
+SAC ?=
 reproduce-brax: install
-	$(PY) experiments/reproduce_brax.py $(if $(strip $(SCENARIOS)),--scenarios $(SCENARIOS)) \
-	  $(if $(strip $(METHODS)),--methods $(METHODS)) --seeds $(SEEDS) --budget $(BUDGET) \
-	  --backend $(BACKEND) --out $(RESULTS) $(if $(NUM_ENVS),--num-envs $(NUM_ENVS)) \
-	  $(if $(EVAL_ENVS),--eval-envs $(EVAL_ENVS)) --preset $(PRESET) --sac $(SAC)
+	$(PY) experiments/reproduce_brax.py --protocol $(PROTOCOL) \
+	  $(if $(strip $(SCENARIOS)),--scenarios $(SCENARIOS)) \
+	  $(if $(strip $(METHODS)),--methods $(METHODS)) $(if $(SEEDS),--seeds $(SEEDS)) \
+	  $(if $(BUDGET),--budget $(BUDGET)) $(if $(BACKEND),--backend $(BACKEND)) --out $(RESULTS) \
+	  $(if $(NUM_ENVS),--num-envs $(NUM_ENVS)) $(if $(EVAL_ENVS),--eval-envs $(EVAL_ENVS)) \
+	  $(if $(PRESET),--preset $(PRESET)) $(if $(SAC),--sac $(SAC))
+
+# The cpu protocol end to end (docs/cpu-protocol.md): the first stage (Fig. 5a), then every
+# method and the Table 3 ladder on halfcheetah/forgetting, then the second scenario. Results
+# (small JSON, tables, plots) go to experiments/results/cpu and are committed; checkpoints stay
+# beside them, untracked, so a killed run resumes with the same command.
+CPU_RESULTS := experiments/results/cpu
+CPU_FORGETTING := sac_n ft_1 ft_l2 ft_n ewc packnet pnn csp rewire rewire_base rewire_cache \
+  rewire_cache_modes rewire_cache_align
+CPU_SECOND := sac_n ft_1 ft_l2 ewc packnet csp rewire
+first-stage: install
+	$(PY) experiments/first_stage.py --protocol cpu --out experiments/results
+
+reproduce-cpu: first-stage
+	$(PY) experiments/reproduce_brax.py --protocol cpu --out $(CPU_RESULTS) \
+	  --scenarios halfcheetah/forgetting --methods $(CPU_FORGETTING)
+	$(PY) experiments/reproduce_brax.py --protocol cpu --out $(CPU_RESULTS) \
+	  --scenarios halfcheetah/robustness --methods $(CPU_SECOND)
 
 # Rebuild tables and plots from the result files alone.
 report: install

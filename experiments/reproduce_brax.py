@@ -15,6 +15,7 @@ JSON files, as ``rewirejax report <out>`` does.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import pathlib
 import sys
@@ -37,9 +38,12 @@ BRAX_SCENARIOS = [name for name in scenario_names() if not name.startswith("toy/
 MAIN_METHODS = [m for m in METHODS if m not in {**REWIRE_ABLATIONS, **REWIRE_VARIANTS}]
 
 
-def _settings(cfg, scenario, method, budget, seeds, options, preset, sac_settings) -> dict:
+def _settings(
+  cfg, scenario, method, budget, seeds, options, preset, sac_settings, protocol
+) -> dict:
   """What makes a finished result reusable: the same settings."""
   return {
+    "protocol": protocol,
     "scenario": scenario,
     "method": method,
     "budget": budget,
@@ -64,17 +68,20 @@ def run_pair(
   num_eval_envs: int | None = None,
   preset: str = "paper",
   sac_settings: str = "paper",
+  protocol: str | None = None,
 ) -> dict:
   """Trains one (scenario, method) with all seeds vmapped; returns the result payload."""
   cfg = brax_configs.get_config(
     scenario, method_name, budget, backend, num_envs, num_eval_envs, sac_settings
   )
-  options = brax_configs.method_options(scenario, method_name, preset, budget)
-  settings = _settings(cfg, scenario, method_name, budget, seeds, options, preset, sac_settings)
+  options = brax_configs.method_options(scenario, method_name, preset, budget, sac_settings)
+  settings = _settings(
+    cfg, scenario, method_name, budget, seeds, options, preset, sac_settings, protocol
+  )
   result_path = out / scenario / f"{method_name}.json"
   if result_path.exists():
     result = json.loads(result_path.read_text())
-    older = {"method_options": {}, "method_preset": None, "sac_settings": "paper"}
+    older = {"method_options": {}, "method_preset": None, "sac_settings": "paper", "protocol": None}
     saved = {**older, **result}  # Older files lack them.
     if {k: saved.get(k) for k in settings} != settings:
       raise ValueError(
@@ -85,9 +92,8 @@ def run_pair(
     return result
   run_dir = out / scenario / method_name
   saved = run_dir / "settings.json"
-  if saved.exists() and {"sac_settings": "paper", **json.loads(saved.read_text())} != (
-    logs.to_jsonable(settings)
-  ):
+  older = {"sac_settings": "paper", "protocol": None}
+  if saved.exists() and {**older, **json.loads(saved.read_text())} != logs.to_jsonable(settings):
     raise ValueError(f"{run_dir} holds checkpoints of a run with other settings; delete it.")
   run_dir.mkdir(parents=True, exist_ok=True)
   logs.write_json_atomic(saved, settings)
@@ -95,7 +101,7 @@ def run_pair(
   spec = get_scenario(scenario)
   env = make_scenario_env(spec, backend)
   method = make_method(method_name, cfg, **options)
-  eval_every = brax_configs.eval_every_chunks(cfg, budget)
+  eval_every = brax_configs.eval_every_chunks(cfg, budget, sac_settings)
   print(
     f"{scenario} / {method_name}: {len(spec.tasks)} tasks x {cfg.steps_per_task:,} steps, "
     f"seeds {seeds}, backend {backend}, {cfg.sac.num_envs} envs, eval "
@@ -136,6 +142,19 @@ def run_pair(
   return json.loads(result_path.read_text())
 
 
+def _apply_protocol(args: argparse.Namespace) -> None:
+  """Fills the settings not given on the command line from ``--protocol``; a result records
+  the protocol and every setting it ran with."""
+  if args.protocol not in brax_configs.PROTOCOLS:
+    raise ValueError(
+      f"Unknown protocol {args.protocol!r}; choices: {list(brax_configs.PROTOCOLS)}."
+    )
+  protocol = brax_configs.PROTOCOLS[args.protocol]
+  for field in dataclasses.fields(protocol):  # Named as the flags are.
+    if getattr(args, field.name) is None:
+      setattr(args, field.name, getattr(protocol, field.name))
+
+
 def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--scenarios", nargs="+", default=BRAX_SCENARIOS, help="default: all nine")
@@ -145,24 +164,28 @@ def main(argv: list[str] | None = None) -> int:
     default=MAIN_METHODS,
     help=f"default {MAIN_METHODS}; all: {list(METHODS)}",
   )
-  parser.add_argument("--seeds", type=int, default=10, help="seeds 0..N-1, vmapped in one job")
-  parser.add_argument("--budget", type=float, default=1.0, help="fraction of the paper's steps")
-  parser.add_argument("--backend", default="mjx", help="mjx | spring | generalized | positional")
+  parser.add_argument(
+    "--protocol",
+    default="paper",
+    help=f"defaults of the settings below: {list(brax_configs.PROTOCOLS)} (PROTOCOLS)",
+  )
+  parser.add_argument("--seeds", type=int, help="seeds 0..N-1, vmapped in one job")
+  parser.add_argument("--budget", type=float, help="fraction of the paper's steps")
+  parser.add_argument("--backend", help="mjx | spring | generalized | positional")
   parser.add_argument("--out", type=pathlib.Path, default=ROOT / "results")
   parser.add_argument("--references", type=pathlib.Path, default=refs.DEFAULT_DIR)
-  parser.add_argument("--num-envs", type=int, help="training envs (default: the paper's 128)")
-  parser.add_argument("--eval-envs", type=int, help="evaluation envs (default: 512, or 16 <1)")
-  parser.add_argument(
-    "--preset", default="paper", help="rewire settings: paper (SPEC defaults) | reference"
-  )
+  parser.add_argument("--num-envs", type=int, help="training envs (paper protocol: 128)")
+  parser.add_argument("--eval-envs", type=int, help="evaluation envs (paper: 512, or 16 <1)")
+  parser.add_argument("--preset", help="rewire settings: paper (SPEC defaults) | reference")
   parser.add_argument(
     "--sac",
-    default="paper",
-    help="SAC settings: paper (the scenario's) | fast (FAST_SAC: learns within a small budget)",
+    help="SAC settings: paper (the scenario's) | fast (FAST_SAC: learns within a small budget)"
+    " | cpu (CPU_SAC)",
   )
   parser.add_argument("--no-progress", action="store_true")
   args = parser.parse_args(argv)
   try:
+    _apply_protocol(args)
     for scenario in args.scenarios:
       get_scenario(scenario)
     for method in args.methods:
@@ -191,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
           args.eval_envs,
           args.preset,
           args.sac,
+          args.protocol,
         )
         path = refs.reference_path(args.references, scenario, args.backend, args.budget, args.sac)
         if method == "sac_n" and not path.exists():

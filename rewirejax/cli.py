@@ -43,6 +43,7 @@ def _preset_module(name_or_path: str):
     raise ValueError(f"Preset file {str(path)!r} does not exist.")
   spec = importlib.util.spec_from_file_location(f"rewirejax_preset_{path.stem}", path)
   module = importlib.util.module_from_spec(spec)
+  sys.modules[spec.name] = module  # Dataclasses defined in the preset look their module up.
   spec.loader.exec_module(module)
   return module
 
@@ -90,14 +91,23 @@ def _parser() -> argparse.ArgumentParser:
   sweep.add_argument("--scenario", required=True, help="e.g. halfcheetah/forgetting")
   sweep.add_argument("--method", default="rewire", help="a method with traced coefficients")
   sweep.add_argument("--preset", default="brax", help="experiments/configs/<name>.py")
-  sweep.add_argument("--rewire-preset", default="paper", help="paper | reference")
-  sweep.add_argument("--budget", type=float, default=1.0, help="fraction of the paper's steps")
-  sweep.add_argument("--backend", default="mjx")
+  sweep.add_argument(
+    "--protocol", default="paper", help="the preset's PROTOCOLS entry giving the defaults below"
+  )
+  sweep.add_argument("--rewire-preset", help="paper | reference (default: the protocol's)")
+  sweep.add_argument("--budget", type=float, help="fraction of the paper's steps")
+  sweep.add_argument("--backend")
   sweep.add_argument("--num-envs", type=int)
   sweep.add_argument("--eval-envs", type=int)
-  sweep.add_argument("--seeds", type=int, default=3)
-  sweep.add_argument("--sac", default="paper", help="SAC settings of the preset: paper | fast")
-  for name, meaning in (("alpha", "distillation"), ("beta", "alignment"), ("tau", "SoftSort")):
+  sweep.add_argument("--seeds", type=int, help="default: 3")
+  sweep.add_argument("--sac", help="SAC settings of the preset: paper | fast | cpu")
+  swept = (
+    ("alpha", "distillation"),
+    ("beta", "alignment"),
+    ("tau", "SoftSort"),
+    ("coef", "FT-L2's or EWC's coefficient"),
+  )
+  for name, meaning in swept:
     sweep.add_argument(f"--{name}", type=float, nargs="+", help=f"{meaning} values to sweep")
   sweep.add_argument("--out", type=pathlib.Path, default=pathlib.Path("results/sweep"))
   sweep.add_argument("--no-progress", action="store_true")
@@ -113,13 +123,17 @@ def sweep_command(args: argparse.Namespace) -> int:
   from rewirejax.metrics import normalize
   from rewirejax.sweep import run_sweep
 
-  grid = {k: getattr(args, k) for k in ("alpha", "beta", "tau") if getattr(args, k)}
+  grid = {k: getattr(args, k) for k in ("alpha", "beta", "tau", "coef") if getattr(args, k)}
   if not grid:
-    raise ValueError("give at least one of --alpha, --beta, --tau to sweep.")
+    raise ValueError("give at least one of --alpha, --beta, --tau, --coef to sweep.")
+  negative = {k: v for k, values in grid.items() for v in values if v < 0}
+  if negative:
+    raise ValueError(f"swept coefficients must be >= 0, got {negative}.")
+  module = _preset_module(args.preset)
+  _apply_sweep_protocol(args, module)
   if args.seeds < 1:
     raise ValueError(f"--seeds must be >= 1, got {args.seeds}.")
   scenario = get_scenario(args.scenario)
-  module = _preset_module(args.preset)
   cfg = _get_config(
     module,
     scenario=args.scenario,
@@ -132,7 +146,9 @@ def sweep_command(args: argparse.Namespace) -> int:
   )
   options = {}
   if hasattr(module, "method_options"):
-    options = module.method_options(args.scenario, args.method, args.rewire_preset, args.budget)
+    options = module.method_options(
+      args.scenario, args.method, args.rewire_preset, args.budget, args.sac
+    )
   method = make_method(args.method, cfg, **options)
   env = make_scenario_env(scenario, cfg.backend)
   out = args.out / args.scenario
@@ -140,6 +156,7 @@ def sweep_command(args: argparse.Namespace) -> int:
   # folder refuses a sweep of other settings (the lanes would not match).
   run_dir = out / args.method
   settings = {
+    "protocol": args.protocol,
     "grid": grid,
     "seeds": args.seeds,
     "rewire_preset": args.rewire_preset,
@@ -189,6 +206,7 @@ def sweep_command(args: argparse.Namespace) -> int:
   logs.write_json_atomic(
     path,
     {
+      "protocol": args.protocol,
       "scenario": args.scenario,
       "method": args.method,
       "method_options": options,
@@ -213,6 +231,26 @@ def sweep_command(args: argparse.Namespace) -> int:
     print(f"{point:40} {np.nanmean(lane):.3f} ± {np.nanstd(lane):.3f}")
   print(f"Wrote {path} ({time.perf_counter() - start:.0f} s).")
   return 0
+
+
+# The sweep's defaults where the preset has no PROTOCOLS (experiments/configs/brax.py has).
+_SWEEP_DEFAULTS = {"budget": 1.0, "backend": "mjx", "seeds": 3, "sac": "paper", "preset": "paper"}
+
+
+def _apply_sweep_protocol(args: argparse.Namespace, module) -> None:
+  """Fills the sweep's unset settings from the preset's ``PROTOCOLS[args.protocol]``."""
+  protocols = getattr(module, "PROTOCOLS", None)
+  if protocols is not None and args.protocol not in protocols:
+    raise ValueError(f"Unknown protocol {args.protocol!r}; choices: {list(protocols)}.")
+  defaults = dict(_SWEEP_DEFAULTS)
+  if protocols is not None:
+    protocol = protocols[args.protocol]
+    defaults = {k: getattr(protocol, k) for k in defaults}
+    defaults.update(num_envs=protocol.num_envs, eval_envs=protocol.eval_envs)
+  defaults["rewire_preset"] = defaults.pop("preset")
+  for name, value in defaults.items():
+    if getattr(args, name) is None:
+      setattr(args, name, value)
 
 
 def _configure(args: argparse.Namespace, module=None) -> tuple[RunConfig, list, int]:

@@ -113,6 +113,74 @@ def forward_transfer(
   return _nanmean((auc - auc_ref) / gap, axis=-1)
 
 
+def steps_to_threshold(curves: np.ndarray, steps: np.ndarray, threshold: float) -> np.ndarray:
+  """The env steps at which each curve first reaches ``threshold``, linearly interpolated
+  between the last point below and the first at or above it (the first point itself if it is
+  already there); NaN if the curve never reaches it.
+
+  Args:
+    curves: [..., N] returns at ``steps``.
+    steps: [N] increasing env steps.
+  Returns:
+    [...] steps (float).
+  """
+  curves, steps = np.asarray(curves, dtype=float), np.asarray(steps, dtype=float)
+  flat = curves.reshape(-1, curves.shape[-1])
+  out = np.full(flat.shape[0], np.nan)
+  for row, curve in enumerate(flat):
+    above = np.flatnonzero(curve >= threshold)
+    if not above.size:
+      continue
+    k = above[0]
+    if k == 0:
+      out[row] = steps[0]
+      continue
+    low, high = curve[k - 1], curve[k]
+    out[row] = steps[k - 1] + (threshold - low) / (high - low) * (steps[k] - steps[k - 1])
+  return out.reshape(curves.shape[:-1])
+
+
+def late_gain(curves: np.ndarray, steps: np.ndarray, fraction: float = 0.2) -> np.ndarray:
+  """The share of a task's final return added in its last ``fraction`` of steps:
+  ``(c(end) - c((1 - fraction) end)) / |c(end)|``, ``c`` interpolated linearly between curve
+  points. Small when the curve has levelled off by the task's end.
+
+  Args:
+    curves: [..., N] returns at ``steps`` (the last point at the task's end).
+    steps: [N] increasing env steps.
+  Returns:
+    [...] the share (negative if the return fell).
+  """
+  if not 0.0 < fraction < 1.0:
+    raise ValueError(f"fraction must be in (0, 1), got {fraction}.")
+  curves, steps = np.asarray(curves, dtype=float), np.asarray(steps, dtype=float)
+  at = (1.0 - fraction) * steps[-1]
+  earlier = np.apply_along_axis(lambda c: np.interp(at, steps, c), -1, curves)
+  final = curves[..., -1]
+  return (final - earlier) / np.abs(final)
+
+
+def bootstrap_median(
+  values: np.ndarray, num_resamples: int = 2000, level: float = 0.95, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """The median over seeds (axis 0) with a percentile bootstrap band: resample the seeds with
+  replacement ``num_resamples`` times and take the ``(1 - level) / 2`` and ``(1 + level) / 2``
+  quantiles of the resampled medians.
+
+  Args:
+    values: [num_seeds, ...].
+  Returns:
+    (median, low, high), each [...].
+  """
+  values = np.asarray(values, dtype=float)
+  rng = np.random.default_rng(seed)
+  picks = rng.integers(0, values.shape[0], size=(num_resamples, values.shape[0]))
+  medians = np.median(values[picks], axis=1)  # [num_resamples, ...]
+  tail = (1.0 - level) / 2.0
+  low, high = np.quantile(medians, [tail, 1.0 - tail], axis=0)
+  return np.median(values, axis=0), low, high
+
+
 def model_size(policy_params: int, ft_1_policy_params: int) -> float:
   """The method's largest policy parameter count relative to FT-1's."""
   if ft_1_policy_params <= 0:

@@ -1,7 +1,8 @@
 """A grid of a method's traced coefficients x seeds as one vmapped job.
 
 The paper tuned alpha (distillation), beta (alignment) and tau (SoftSort) by hand per scenario.
-Here they are float32 leaves of the method's state (``RewireState.coefs``), so every
+Here they are float32 leaves of the method's state (``RewireState.coefs``; FT-L2's and EWC's
+coefficient in ``AnchorState.coefs``, so that their tuning can be as even), so every
 (grid point, seed) pair is one lane of the trainer's seed axis: one compile, one job. Lanes of
 different points share their seed's random stream (common random numbers), so a lane equals a
 plain run of that seed with those coefficients up to float rounding: the vmap width changes
@@ -24,8 +25,10 @@ from rewirejax.methods.base import Method
 from rewirejax.train import TrainState, train_sequence
 from rewirejax.types import TaskEnv
 
-# Command-line names of the swept coefficients -> fields of the method state's ``coefs``.
-SWEEPABLE = {"alpha": "distill_coef", "beta": "align_coef", "tau": "tau"}
+# Command-line names of the swept coefficients -> fields of the method state's ``coefs``:
+# Rewire's alpha, beta and tau (``RewireCoefs``), FT-L2's and EWC's coefficient
+# (``AnchorCoefs``).
+SWEEPABLE = {"alpha": "distill_coef", "beta": "align_coef", "tau": "tau", "coef": "coef"}
 
 
 @dataclasses.dataclass
@@ -77,6 +80,9 @@ def run_sweep(
     coefs = getattr(state.method_state, "coefs", None)
     if coefs is None:
       raise ValueError(f"method {method.name!r} has no sweepable coefficients.")
+    missing = [name for name in grid if SWEEPABLE[name] not in coefs._fields]
+    if missing:
+      raise ValueError(f"method {method.name!r} cannot sweep {missing}; it has {coefs._fields}.")
     values = {
       SWEEPABLE[name]: jnp.asarray([p[name] for p, _ in lanes], jnp.float32) for name in grid
     }

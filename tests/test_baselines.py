@@ -32,7 +32,8 @@ def test_quadratic_penalty_matches_a_sum_over_weights_and_is_off_before_an_ancho
   w = {"a": jnp.array([1.0, -2.0]), "b": jnp.array([[0.5]])}
   anchor = {"a": jnp.array([0.0, 1.0]), "b": jnp.array([[0.5]])}
   importance = {"a": jnp.array([2.0, 3.0]), "b": jnp.array([[7.0]])}
-  on = regularized.AnchorState(anchor, importance, jnp.bool_(True))
+  coefs = regularized.AnchorCoefs(jnp.float32(0.1))
+  on = regularized.AnchorState(anchor, importance, jnp.bool_(True), coefs)
   expected = 0.1 * (2.0 * 1.0 + 3.0 * 9.0 + 0.0)
   np.testing.assert_allclose(regularized.quadratic_penalty(w, on, 0.1), expected, rtol=1e-6)
   assert regularized.quadratic_penalty(anchor, on, 0.1) == 0.0  # Zero at the anchor.

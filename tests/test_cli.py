@@ -148,3 +148,11 @@ def test_sweep_unknown_sac_settings_list_the_choices(capsys):
 def test_sweep_needs_a_grid(capsys):
   assert cli.main(["sweep", "--scenario", "toy/tiny"]) == 2
   assert "give at least one of --alpha" in capsys.readouterr().err
+
+
+def test_sweep_refuses_negative_coefficients_and_unknown_protocols(capsys):
+  assert cli.main(["sweep", "--scenario", "toy/tiny", "--alpha", "-1"]) == 2
+  assert "must be >= 0" in capsys.readouterr().err
+  argv = ["sweep", "--scenario", "toy/tiny", "--coef", "1", "--protocol", "gpu"]
+  assert cli.main(argv) == 2
+  assert "Unknown protocol 'gpu'; choices: ['paper', 'cpu']" in capsys.readouterr().err

@@ -88,3 +88,32 @@ def test_bad_shapes_raise():
     metrics.average_performance(np.zeros((1, 2, 3)), np.ones(3))
   with pytest.raises(ValueError, match="one return per task"):
     metrics.average_performance(R, np.ones(2))
+
+
+def test_steps_to_threshold_interpolates_by_hand():
+  steps = np.array([10.0, 20.0, 30.0])
+  curves = np.array([[0.0, 100.0, 300.0], [500.0, 0.0, 0.0], [0.0, 10.0, 20.0]])
+  # Row 0 crosses 200 halfway from 20 to 30; row 1 starts above; row 2 never gets there.
+  np.testing.assert_allclose(metrics.steps_to_threshold(curves, steps, 200.0), [25.0, 10.0, np.nan])
+
+
+def test_late_gain_by_hand():
+  steps = np.array([25.0, 50.0, 75.0, 100.0])
+  # The last 20 % starts at step 80: 100 + (80 - 75) / 25 * (200 - 100) = 120 -> (200 - 120)/200.
+  np.testing.assert_allclose(metrics.late_gain(np.array([0.0, 50.0, 100.0, 200.0]), steps), 0.4)
+  flat = np.array([[0.0, 100.0, 100.0, 100.0]])
+  np.testing.assert_allclose(metrics.late_gain(flat, steps), [0.0])
+  with pytest.raises(ValueError, match="fraction"):
+    metrics.late_gain(flat, steps, fraction=1.0)
+
+
+def test_bootstrap_median_against_a_python_loop():
+  values = np.array([[1.0, 10.0], [2.0, 20.0], [3.0, 30.0], [4.0, 40.0], [100.0, 50.0]])
+  median, low, high = metrics.bootstrap_median(values, num_resamples=500, seed=3)
+  np.testing.assert_allclose(median, [3.0, 30.0])
+  rng = np.random.default_rng(3)
+  picks = rng.integers(0, 5, size=(500, 5))
+  slow = np.array([[np.median(values[p, j]) for j in range(2)] for p in picks])
+  np.testing.assert_allclose(low, np.quantile(slow, 0.025, axis=0))
+  np.testing.assert_allclose(high, np.quantile(slow, 0.975, axis=0))
+  assert np.all(low <= median) and np.all(median <= high)

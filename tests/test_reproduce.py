@@ -150,3 +150,43 @@ def test_resumed_sac_n_sequence_equals_uninterrupted(tmp_path):
   chex.assert_trees_all_equal(
     jax.device_get(resumed.state.method_state), jax.device_get(full.state.method_state)
   )
+
+
+def test_cpu_protocol_settings_are_shared_and_end_chunks_at_curve_points():
+  protocol = brax_configs.PROTOCOLS["cpu"]
+  args = (protocol.budget, protocol.backend, protocol.num_envs, protocol.eval_envs, protocol.sac)
+  cfg = brax_configs.get_config("halfcheetah/forgetting", "ft_1", *args)
+  assert cfg.sac.hidden_sizes == (64, 64, 64) and cfg.sac.num_envs == 16
+  assert {f: getattr(cfg.sac, f) for f in brax_configs.FAST_SAC} == brax_configs.FAST_SAC
+  assert cfg.steps_per_task == 100_000 and cfg.num_chunks == 5
+  every = brax_configs.eval_every_chunks(cfg, protocol.budget, protocol.sac)
+  steps = cfg.curve_steps(every, cfg.num_chunks // every)
+  # Five points, the last at the task's end (rounded to whole vectorised steps).
+  assert len(steps) == 5 and 100_000 - 16 < steps[-1] <= 100_000
+  assert cfg == brax_configs.get_config("halfcheetah/forgetting", "rewire", *args)
+  # PNN's columns keep the paper's share of the width (96 of 256); elsewhere its default.
+  pnn = brax_configs.method_options("halfcheetah/forgetting", "pnn", "paper", 0.1, "cpu")
+  assert pnn == {"width": 24}
+  assert brax_configs.method_options("halfcheetah/forgetting", "pnn", "paper", 0.1, "fast") == {}
+
+
+def test_protocol_gives_defaults_that_flags_override():
+  parser_args = reproduce_brax.argparse.Namespace(
+    protocol="cpu",
+    seeds=5,
+    budget=None,
+    backend=None,
+    num_envs=None,
+    eval_envs=8,
+    preset=None,
+    sac=None,
+  )
+  reproduce_brax._apply_protocol(parser_args)
+  assert (parser_args.seeds, parser_args.eval_envs) == (5, 8)  # Given: kept.
+  cpu = brax_configs.PROTOCOLS["cpu"]
+  assert (parser_args.budget, parser_args.backend, parser_args.sac) == (
+    cpu.budget,
+    cpu.backend,
+    cpu.sac,
+  )
+  assert reproduce_brax.main(["--scenarios", "toy/tiny", "--protocol", "gpu"]) == 2

@@ -58,3 +58,22 @@ def test_methods_without_coefficients_are_refused():
     run_sweep(
       CFG, TargetReachEnv(), make_method("ft_1", CFG), [0], {"alpha": [1.0]}, [0], progress=False
     )
+
+
+def test_ft_l2_coefficient_sweep_lanes_equal_separate_runs():
+  """FT-L2's and EWC's coefficient is a traced leaf too, so their tuning can be as even as
+  Rewire's: each lane equals a run at that coefficient (two tasks: the pull acts in task 1)."""
+  env = TargetReachEnv(num_tasks=2)
+  swept = run_sweep(
+    CFG, env, make_method("ft_l2", CFG), [0, 1], {"coef": [0.0, 100.0]}, [0], progress=False
+  )
+  for p, point in enumerate(swept.points):
+    single = train_sequence(
+      CFG, env, make_method("ft_l2", CFG, coef=point["coef"]), [0, 1], seeds=[0], progress=False
+    )
+    np.testing.assert_allclose(swept.returns[p], single.returns, rtol=1e-4)
+  assert not np.allclose(swept.returns[0, :, 1], swept.returns[1, :, 1])
+  with pytest.raises(ValueError, match="cannot sweep"):
+    run_sweep(CFG, env, make_method("ft_l2", CFG), [0], {"alpha": [1.0]}, [0], progress=False)
+  with pytest.raises(ValueError, match=">= 0"):
+    make_method("ewc", CFG, coef=-1.0)

@@ -8,8 +8,9 @@ with it (never below one batch) and so does the chunk length; below the full bud
 evaluation uses ``SCALED_EVAL`` and fewer learning-curve points (the paper's 512 envs x 10
 rollouts of 1000 steps would dwarf a small run on a CPU: ~10k eval env-steps/s here).
 ``num_envs``/``num_eval_envs`` override the training and evaluation env counts (the updates per
-env step stay 0.5). ``sac_settings="fast"`` swaps the paper's SAC settings for ``FAST_SAC``,
-which learn within a small budget. ``toy/tiny`` is the tests' scenario on the pure-JAX toy env.
+env step stay the SAC settings'). ``sac_settings`` names the SAC settings shared by every method:
+the scenario's (``"paper"``), ``FAST_SAC``, which learn within a small budget, or ``CPU_SAC``
+(the cpu protocol's, ``PROTOCOLS``). ``toy/tiny`` is the tests' scenario on the pure-JAX toy env.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import math
 
 from rewirejax.config import RunConfig, SACConfig
 from rewirejax.envs.scenarios import get_scenario
+from rewirejax.methods.pnn import PNN_WIDTH
 
 # lr policy, lr q, reward scaling, policy update delay, target update delay, target multiplier.
 _SAC_TABLE = {
@@ -74,10 +76,43 @@ FAST_SAC = {
   "policy_update_delay": 1,
   "target_update_delay": 1,
 }
-SAC_SETTINGS = ("paper", "fast")
+# The cpu protocol's SAC settings (``PROTOCOLS["cpu"]``): FAST_SAC with 3 x 64 networks (the
+# actor and both critics; the paper's 0.5 updates per transition), chosen by measurement so
+# that SAC from scratch levels off within a task and a method's 8 tasks x 3 seeds take about
+# 30 min on 2 CPU cores (docs: "The cpu protocol").
+CPU_SAC = {**FAST_SAC, "hidden_sizes": (64, 64, 64)}
+SAC_SETTINGS = {"paper": {}, "fast": FAST_SAC, "cpu": CPU_SAC}
 FULL_EVAL = (512, 10)  # Envs x sequential rollouts, the reference's protocol.
 SCALED_EVAL = (16, 1)  # Below the full budget.
 CURVE_POINTS = {True: 10, False: 5}  # Evaluations of the task in training, full budget or not.
+# SAC settings whose tasks are cut into exactly this many chunks, each ending at a curve point
+# (so the last point is the task's end: the cpu protocol's levelling-off check needs it).
+CHUNK_PER_CURVE_POINT = {"cpu": 5}
+
+
+@dataclasses.dataclass(frozen=True)
+class Protocol:
+  """Settings shared by every method of a comparison: ``make reproduce-brax PROTOCOL=<name>``
+  and ``rewirejax sweep --protocol <name>`` take them as their defaults."""
+
+  budget: float  # Fraction of the paper's steps per task (1 M; Humanoid 2 M).
+  backend: str  # Brax pipeline.
+  num_envs: int | None  # Training envs (None: the paper's 128).
+  eval_envs: int | None  # Evaluation envs (None: 512 x 10 rollouts at the full budget, else 16).
+  sac: str  # A SAC_SETTINGS name.
+  preset: str  # Rewire settings: a PRESETS name.
+  seeds: int  # Seeds vmapped in one job.
+
+
+PROTOCOLS = {
+  "paper": Protocol(
+    budget=1.0, backend="mjx", num_envs=None, eval_envs=None, sac="paper", preset="paper", seeds=10
+  ),
+  # 100 k steps a task (10 % of the paper's).
+  "cpu": Protocol(
+    budget=0.1, backend="spring", num_envs=16, eval_envs=16, sac="cpu", preset="paper", seeds=3
+  ),
+}
 
 
 def get_config(
@@ -123,8 +158,7 @@ def get_config(
       target_update_delay=target_delay,
       target_entropy_multiplier=entropy,
     )
-    if sac_settings == "fast":
-      sac = dataclasses.replace(sac, **FAST_SAC)
+    sac = dataclasses.replace(sac, **SAC_SETTINGS[sac_settings])
     eval_envs, eval_rollouts = FULL_EVAL if budget == 1.0 else SCALED_EVAL
   if num_envs is not None:
     sac = dataclasses.replace(sac, num_envs=num_envs)
@@ -148,12 +182,18 @@ def get_config(
     sac=sac,
   )
   train_epochs = max(cfg.train_epochs, 1)
-  chunk = min(100, math.ceil(train_epochs / CURVE_POINTS[budget == 1.0]))
+  if sac_settings in CHUNK_PER_CURVE_POINT:
+    chunk = math.ceil(train_epochs / CHUNK_PER_CURVE_POINT[sac_settings])
+  else:
+    chunk = min(100, math.ceil(train_epochs / CURVE_POINTS[budget == 1.0]))
   return dataclasses.replace(cfg, epochs_per_chunk=chunk)
 
 
-def eval_every_chunks(cfg: RunConfig, budget: float) -> int:
-  """Chunks between learning-curve evaluations: about ``CURVE_POINTS`` per task."""
+def eval_every_chunks(cfg: RunConfig, budget: float, sac_settings: str = "paper") -> int:
+  """Chunks between learning-curve evaluations: about ``CURVE_POINTS`` per task (every chunk
+  for ``CHUNK_PER_CURVE_POINT`` settings)."""
+  if sac_settings in CHUNK_PER_CURVE_POINT:
+    return 1
   return max(cfg.num_chunks // CURVE_POINTS[budget == 1.0], 1)
 
 
@@ -161,13 +201,20 @@ def _round_up(x: float, multiple: int) -> int:
   return int(math.ceil(x / multiple) * multiple)
 
 
-def method_options(scenario: str, method: str, preset: str = "paper", budget: float = 1.0) -> dict:
+def method_options(
+  scenario: str,
+  method: str,
+  preset: str = "paper",
+  budget: float = 1.0,
+  sac_settings: str = "paper",
+) -> dict:
   """A method's per-scenario settings (``make_method(method, cfg, **options)``).
 
   FT-L2 and EWC take their coefficients, CSP its Dirichlet and ``repeat_alpha``, from the
   reference's per-scenario configs; PackNet retrains for 100 k updates x ``budget`` after
   pruning and CSP scores 4096 x ``budget`` (at least 32) points per subspace, the same shares
-  of a task's work as at the full budget.
+  of a task's work as at the full budget. PNN's columns keep the paper's share of the networks'
+  width (96 of 256) under SAC settings of another width.
 
   Rewire takes alpha and beta from the reference's per-scenario configs either way. ``"paper"``
   follows the paper's text and SPEC §4's defaults (tau 1, all K modes per update, KL
@@ -183,6 +230,9 @@ def method_options(scenario: str, method: str, preset: str = "paper", budget: fl
     return {}
   if method == "packnet":
     return {"finetune_updates": math.ceil(PACKNET_FINETUNE_UPDATES * budget)}
+  width = SAC_SETTINGS[sac_settings].get("hidden_sizes", (256,))[0]
+  if method == "pnn" and width != 256:  # The paper's share of the width: 96 of 256.
+    return {"width": max(round(PNN_WIDTH * width / 256), 1)}
   l2_coef, fisher_coef, distribution, repeat_alpha = _BASELINE_TABLE[scenario]
   if method in ("ft_l2", "ewc"):
     return {"coef": l2_coef if method == "ft_l2" else fisher_coef}

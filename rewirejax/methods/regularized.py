@@ -34,6 +34,13 @@ FISHER_FLOOR = 1e-5  # The reference clamps the Fisher from below.
 SIGMA_SQUARED_EPS = 1e-6  # Added to sigma^2 in the denominator, as the reference does.
 
 
+class AnchorCoefs(NamedTuple):
+  """The pull's coefficient as a traced float32 leaf, so a grid of it is one vmapped job
+  (``rewirejax sweep --coef``)."""
+
+  coef: Array
+
+
 class AnchorState(NamedTuple):
   """What the quadratic pull remembers.
 
@@ -41,14 +48,16 @@ class AnchorState(NamedTuple):
     anchor: the actor at the end of the previous task (theta*).
     importance: per-weight F, the actor's pytree (FT-L2: ones; EWC: the summed Fisher).
     active: bool scalar, whether a task has finished (the pull is on).
+    coefs: the traced ``AnchorCoefs`` (initialised from the factory's ``coef``).
   """
 
   anchor: Params
   importance: Params
   active: Array
+  coefs: AnchorCoefs
 
 
-def quadratic_penalty(actor_params: Params, state: AnchorState, coef: float) -> Array:
+def quadratic_penalty(actor_params: Params, state: AnchorState, coef: Array | float) -> Array:
   """``coef * sum_j F_j (theta_j - theta*_j)^2`` over every leaf, 0 before the first task ends."""
   terms = jax.tree.map(
     lambda w, anchor, f: jnp.sum(f * (w - anchor) ** 2),
@@ -96,14 +105,18 @@ def estimate_fisher(networks, actor_params: Params, obs: Array, task_id, chunk: 
 def _anchored(name: str, coef: float, fisher_samples: int | None, copies: int) -> base.Method:
   """The shared plug-in: ``fisher_samples=None`` is FT-L2 (F = 1), otherwise EWC."""
 
+  if coef < 0:
+    raise ValueError(f"{name}'s coefficient must be >= 0, got {coef}.")
+
   def init(key, params):
     del key
     zeros = jax.tree.map(jnp.zeros_like, params.actor)
-    return AnchorState(anchor=zeros, importance=zeros, active=jnp.bool_(False))
+    coefs = AnchorCoefs(jnp.float32(coef))
+    return AnchorState(anchor=zeros, importance=zeros, active=jnp.bool_(False), coefs=coefs)
 
   def penalty(actor_params, state, batch, task_id):
     del batch, task_id
-    value = quadratic_penalty(actor_params, state, coef)
+    value = quadratic_penalty(actor_params, state, state.coefs.coef)
     return value, {f"{name}/penalty": value}
 
   def end_task(params, state, replay, task_id, key, tools):
@@ -113,7 +126,7 @@ def _anchored(name: str, coef: float, fisher_samples: int | None, copies: int) -
       obs = replay_lib.sample(replay, key, fisher_samples).obs
       fisher = estimate_fisher(tools.networks, params.actor, obs, task_id)
       importance = jax.tree.map(jnp.add, state.importance, fisher)
-    return params, AnchorState(params.actor, importance, jnp.bool_(True)), {}
+    return params, AnchorState(params.actor, importance, jnp.bool_(True), state.coefs), {}
 
   def policy_size(actor_params, state, num_tasks):
     del state
