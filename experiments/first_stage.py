@@ -29,6 +29,7 @@ from configs import brax as brax_configs  # noqa: E402
 
 from rewirejax import logging as logs  # noqa: E402
 from rewirejax import metrics  # noqa: E402
+from rewirejax.config import RunConfig  # noqa: E402
 from rewirejax.envs.scenarios import get_scenario, make_scenario_env  # noqa: E402
 from rewirejax.methods import make_method  # noqa: E402
 from rewirejax.train import train_sequence  # noqa: E402
@@ -45,10 +46,10 @@ VARIANTS = {
   "rewire_reference": ("reference preset (K = 3)", "rewire", {"preset": "reference"}),
 }
 FIG_5A = ("ft", "rewire_k1", "rewire_k3")
-THRESHOLDS = (500.0, 1000.0, 1500.0, 2000.0)
+THRESHOLDS = (500.0, 1000.0, 1500.0, 2000.0)  # HalfCheetah returns; the paper's is 2000.
 
 
-def variant_config(protocol: brax_configs.Protocol, scenario: str, curve_points: int):
+def variant_config(protocol: brax_configs.Protocol, scenario: str, curve_points: int) -> RunConfig:
   """The protocol's run config with the task cut into ``curve_points`` chunks."""
   cfg = brax_configs.get_config(
     scenario,
@@ -62,17 +63,33 @@ def variant_config(protocol: brax_configs.Protocol, scenario: str, curve_points:
   return dataclasses.replace(cfg, epochs_per_chunk=math.ceil(cfg.train_epochs / curve_points))
 
 
-def run_variant(name, cfg, protocol, scenario, seeds, out, progress) -> dict:
+def run_variant(
+  name: str,
+  cfg: RunConfig,
+  protocol: brax_configs.Protocol,
+  scenario: str,
+  seeds: list[int],
+  out: pathlib.Path,
+  progress: bool,
+) -> dict:
   """Trains task 0 with one variant; returns (and writes) its result."""
   path = out / f"{name}.json"
-  if path.exists():
-    return json.loads(path.read_text())
   label, method_name, extra = VARIANTS[name]
   extra = dict(extra)
   preset = extra.pop("preset", protocol.preset)
   options = brax_configs.method_options(
     scenario, method_name, preset, protocol.budget, protocol.sac
   )
+  settings = logs.to_jsonable(
+    {"seeds": list(seeds), "config": cfg, "method_options": {**options, **extra}}
+  )
+  saved = out / name / "settings.json"
+  if saved.exists() and json.loads(saved.read_text()) != settings:
+    raise ValueError(f"{out / name} holds a run of other settings (seeds, config, options).")
+  if path.exists():
+    return json.loads(path.read_text())
+  (out / name).mkdir(parents=True, exist_ok=True)
+  logs.write_json_atomic(saved, settings)
   method = make_method(method_name, cfg, **{**options, **extra})
   env = make_scenario_env(get_scenario(scenario), protocol.backend)
   print(f"{name}: {label}, seeds {seeds}, {cfg.steps_per_task:,} steps", flush=True)
@@ -129,7 +146,8 @@ def summarize(results: dict[str, dict]) -> dict:
     for entry in summary.values():
       for t, reach in entry["steps_to"].items():
         ft = summary["ft"]["steps_to"][t]["median"]
-        reach["ft_over_this"] = ft / reach["median"] if reach["median"] else None
+        both = ft is not None and reach["median"] is not None
+        reach["ft_over_this"] = ft / reach["median"] if both else None
   return logs.to_jsonable(summary)
 
 
@@ -141,20 +159,23 @@ def _median(steps: np.ndarray) -> float | None:
   return value if math.isfinite(value) else None
 
 
-def table(summary: dict, num_seeds: int) -> str:
+def table(summary: dict, results: dict[str, dict]) -> str:
+  """The markdown table of ``summary``: a variant per row, steps to each threshold (median
+  over seeds) with FT's median over the variant's (">" when FT did not reach it)."""
   head = "| variant | final return (median) | late gain | " + " | ".join(
     f"steps to {t:g} (FT / this)" for t in THRESHOLDS
   )
   lines = [head + " |", "|" + "---|" * (3 + len(THRESHOLDS))]
-  for entry in summary.values():
-    cells = []
+  for name, entry in summary.items():
+    cells, num_seeds = [], len(results[name]["seeds"])
     for t in THRESHOLDS:
       reach = entry["steps_to"][f"{t:g}"]
       if reach["median"] is None:
         cells.append(f"not reached by half ({reach['reached']}/{num_seeds})")
-      else:
-        ratio = reach.get("ft_over_this")
-        cells.append(f"{reach['median'] / 1e3:.0f} k ({ratio:.2f}x)" if ratio else "")
+        continue
+      ratio = reach.get("ft_over_this")
+      ratio = f"{ratio:.2f}x" if ratio is not None else "FT: not reached"
+      cells.append(f"{reach['median'] / 1e3:.0f} k ({ratio})")
     lines.append(
       f"| {entry['label']} | {entry['final_return_median']:.0f} | "
       f"{100 * entry['late_gain_of_median']:.0f} % | " + " | ".join(cells) + " |"
@@ -163,6 +184,7 @@ def table(summary: dict, num_seeds: int) -> str:
 
 
 def plot(results: dict[str, dict], path: pathlib.Path, title: str) -> None:
+  """Each variant's median curve over seeds with its bootstrap 95 % band."""
   import matplotlib
 
   matplotlib.use("Agg")
@@ -201,7 +223,9 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
       raise ValueError(f"Unknown variants {unknown}; choices: {list(VARIANTS)}.")
     if args.seeds < 1 or args.curve_points < 2:
-      raise ValueError("--seeds must be >= 1 and --curve-points >= 2.")
+      raise ValueError(
+        f"--seeds must be >= 1 and --curve-points >= 2, got {args.seeds} and {args.curve_points}."
+      )
     get_scenario(args.scenario)
   except ValueError as error:
     print(f"first_stage: error: {error}", file=sys.stderr)
@@ -211,10 +235,14 @@ def main(argv: list[str] | None = None) -> int:
   out.mkdir(parents=True, exist_ok=True)
   cfg = variant_config(protocol, args.scenario, args.curve_points)
   seeds = list(range(args.seeds))
-  results = {
-    name: run_variant(name, cfg, protocol, args.scenario, seeds, out, not args.no_progress)
-    for name in args.variants
-  }
+  try:
+    results = {
+      name: run_variant(name, cfg, protocol, args.scenario, seeds, out, not args.no_progress)
+      for name in args.variants
+    }
+  except ValueError as error:
+    print(f"first_stage: error: {error}", file=sys.stderr)
+    return 2
   # The summary covers every finished variant in the folder, not only this call's.
   for path in sorted(out.glob("*.json")):
     if path.stem in VARIANTS and path.stem not in results:
@@ -222,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
   results = {name: results[name] for name in VARIANTS if name in results}
   summary = summarize(results)
   logs.write_json_atomic(out / "first_stage.json", {"protocol": args.protocol, **summary})
-  text = table(summary, args.seeds)
+  text = table(summary, results)
   logs.write_text_atomic(out / "first_stage.md", text)
   plot(results, out / "first_stage.png", f"{args.scenario}, task 0, {args.protocol} protocol")
   print(text)

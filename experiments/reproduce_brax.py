@@ -56,6 +56,14 @@ def _settings(
   }
 
 
+def _same_settings(saved: dict, settings: dict) -> bool:
+  """Whether ``saved`` (a result or a run folder's ``settings.json``) was made with
+  ``settings``: every key compared but the protocol's name (the settings it stands for are
+  compared, and older files lack it)."""
+  keys = [k for k in settings if k != "protocol"]
+  return {k: saved.get(k) for k in keys} == {k: settings[k] for k in keys}
+
+
 def run_pair(
   scenario: str,
   method_name: str,
@@ -81,9 +89,9 @@ def run_pair(
   result_path = out / scenario / f"{method_name}.json"
   if result_path.exists():
     result = json.loads(result_path.read_text())
-    older = {"method_options": {}, "method_preset": None, "sac_settings": "paper", "protocol": None}
+    older = {"method_options": {}, "method_preset": None, "sac_settings": "paper"}
     saved = {**older, **result}  # Older files lack them.
-    if {k: saved.get(k) for k in settings} != settings:
+    if not _same_settings(saved, settings):
       raise ValueError(
         f"{result_path} holds a run with other settings (budget, backend, seeds or config); "
         "use another --out or delete it."
@@ -92,8 +100,10 @@ def run_pair(
     return result
   run_dir = out / scenario / method_name
   saved = run_dir / "settings.json"
-  older = {"sac_settings": "paper", "protocol": None}
-  if saved.exists() and {**older, **json.loads(saved.read_text())} != logs.to_jsonable(settings):
+  older = {"sac_settings": "paper"}
+  if saved.exists() and not _same_settings(
+    {**older, **json.loads(saved.read_text())}, logs.to_jsonable(settings)
+  ):
     raise ValueError(f"{run_dir} holds checkpoints of a run with other settings; delete it.")
   run_dir.mkdir(parents=True, exist_ok=True)
   logs.write_json_atomic(saved, settings)

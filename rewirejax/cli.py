@@ -91,9 +91,7 @@ def _parser() -> argparse.ArgumentParser:
   sweep.add_argument("--scenario", required=True, help="e.g. halfcheetah/forgetting")
   sweep.add_argument("--method", default="rewire", help="a method with traced coefficients")
   sweep.add_argument("--preset", default="brax", help="experiments/configs/<name>.py")
-  sweep.add_argument(
-    "--protocol", default="paper", help="the preset's PROTOCOLS entry giving the defaults below"
-  )
+  sweep.add_argument("--protocol", help="the preset's PROTOCOLS entry giving the defaults below")
   sweep.add_argument("--rewire-preset", help="paper | reference (default: the protocol's)")
   sweep.add_argument("--budget", type=float, help="fraction of the paper's steps")
   sweep.add_argument("--backend")
@@ -129,6 +127,8 @@ def sweep_command(args: argparse.Namespace) -> int:
   negative = {k: v for k, values in grid.items() for v in values if v < 0}
   if negative:
     raise ValueError(f"swept coefficients must be >= 0, got {negative}.")
+  if any(v <= 0 for v in grid.get("tau", [])):
+    raise ValueError(f"swept tau values must be > 0, got {grid['tau']}.")
   module = _preset_module(args.preset)
   _apply_sweep_protocol(args, module)
   if args.seeds < 1:
@@ -233,17 +233,19 @@ def sweep_command(args: argparse.Namespace) -> int:
   return 0
 
 
-# The sweep's defaults where the preset has no PROTOCOLS (experiments/configs/brax.py has).
+# The sweep's defaults without --protocol.
 _SWEEP_DEFAULTS = {"budget": 1.0, "backend": "mjx", "seeds": 3, "sac": "paper", "preset": "paper"}
+# Without --protocol the sweep keeps these defaults (its own seed count, 3, not the paper's 10).
 
 
 def _apply_sweep_protocol(args: argparse.Namespace, module) -> None:
-  """Fills the sweep's unset settings from the preset's ``PROTOCOLS[args.protocol]``."""
-  protocols = getattr(module, "PROTOCOLS", None)
-  if protocols is not None and args.protocol not in protocols:
+  """Fills the sweep's unset settings from the preset's ``PROTOCOLS[args.protocol]`` (or
+  ``_SWEEP_DEFAULTS`` without ``--protocol``)."""
+  protocols = getattr(module, "PROTOCOLS", {})
+  if args.protocol is not None and args.protocol not in protocols:
     raise ValueError(f"Unknown protocol {args.protocol!r}; choices: {list(protocols)}.")
   defaults = dict(_SWEEP_DEFAULTS)
-  if protocols is not None:
+  if args.protocol is not None:
     protocol = protocols[args.protocol]
     defaults = {k: getattr(protocol, k) for k in defaults}
     defaults.update(num_envs=protocol.num_envs, eval_envs=protocol.eval_envs)

@@ -35,9 +35,9 @@ def test_quadratic_penalty_matches_a_sum_over_weights_and_is_off_before_an_ancho
   coefs = regularized.AnchorCoefs(jnp.float32(0.1))
   on = regularized.AnchorState(anchor, importance, jnp.bool_(True), coefs)
   expected = 0.1 * (2.0 * 1.0 + 3.0 * 9.0 + 0.0)
-  np.testing.assert_allclose(regularized.quadratic_penalty(w, on, 0.1), expected, rtol=1e-6)
-  assert regularized.quadratic_penalty(anchor, on, 0.1) == 0.0  # Zero at the anchor.
-  assert regularized.quadratic_penalty(w, on._replace(active=jnp.bool_(False)), 0.1) == 0.0
+  np.testing.assert_allclose(regularized.quadratic_penalty(w, on), expected, rtol=1e-6)
+  assert regularized.quadratic_penalty(anchor, on) == 0.0  # Zero at the anchor.
+  assert regularized.quadratic_penalty(w, on._replace(active=jnp.bool_(False))) == 0.0
 
 
 def test_ewc_fisher_equals_the_hessian_of_the_policy_kl():

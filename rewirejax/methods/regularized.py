@@ -57,8 +57,10 @@ class AnchorState(NamedTuple):
   coefs: AnchorCoefs
 
 
-def quadratic_penalty(actor_params: Params, state: AnchorState, coef: Array | float) -> Array:
-  """``coef * sum_j F_j (theta_j - theta*_j)^2`` over every leaf, 0 before the first task ends."""
+def quadratic_penalty(actor_params: Params, state: AnchorState) -> Array:
+  """``coef * sum_j F_j (theta_j - theta*_j)^2`` over every leaf (``coef`` from
+  ``state.coefs``), 0 before the first task ends."""
+  coef = state.coefs.coef
   terms = jax.tree.map(
     lambda w, anchor, f: jnp.sum(f * (w - anchor) ** 2),
     actor_params,
@@ -116,7 +118,7 @@ def _anchored(name: str, coef: float, fisher_samples: int | None, copies: int) -
 
   def penalty(actor_params, state, batch, task_id):
     del batch, task_id
-    value = quadratic_penalty(actor_params, state, state.coefs.coef)
+    value = quadratic_penalty(actor_params, state)
     return value, {f"{name}/penalty": value}
 
   def end_task(params, state, replay, task_id, key, tools):
