@@ -25,7 +25,7 @@ demo-permutation: install
 
 # The paper's Brax table: scenarios x methods x seeds (seeds vmapped in one job per pair).
 # Empty SCENARIOS / METHODS mean all. PROTOCOL=paper|cpu gives the defaults of the rest
-# (experiments/configs/brax.py PROTOCOLS; cpu: 100 k steps a task on spring, 16 envs, 3 x 64
+# (experiments/configs/brax.py PROTOCOLS; cpu: 150 k steps a task on spring, 16 envs, 3 x 64
 # networks, about 30 min a method on 2 CPU cores); any of them may be set on its own:
 # BUDGET is the fraction of the paper's 1 M steps a task; PRESET=paper|reference picks the
 # rewiring settings (SPEC defaults or the reference code's); SAC=paper|fast|cpu the SAC settings.
