@@ -1,0 +1,132 @@
+"""How hard Rewire's alignment pull holds the hidden weights in the second task.
+
+    python experiments/alignment_pull.py --betas 0.01 1 100
+
+Trains Rewire (the protocol's settings, one seed) on the first task of halfcheetah/forgetting
+for ``--first-steps``, ends it (cached wiring, anchor M), begins the second task, and then, for
+each beta, trains the second task for ``--epochs`` epochs from that same state, measuring every
+``--every`` epochs on a replay batch: the RMS per hidden kernel weight of the gradient of the
+actor loss (SAC + distillation) and of ``beta * L_SP``, and ``sqrt(L_SP / n)``, the RMS distance
+of the hidden weights from their aligned targets (and from the unaligned M), and the share of
+the adapters' positions that have left the identity. Writes ``--out`` (JSON) and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import pathlib
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "experiments"))
+
+from configs import brax as brax_configs  # noqa: E402
+
+from rewirejax import logging as logs  # noqa: E402
+from rewirejax import replay as replay_lib  # noqa: E402
+from rewirejax import sac  # noqa: E402
+from rewirejax.envs.scenarios import get_scenario, make_scenario_env  # noqa: E402
+from rewirejax.methods import make_method  # noqa: E402
+from rewirejax.methods.rewire import adapter_orders, alignment_loss, hidden_weights  # noqa: E402
+from rewirejax.train import make_trainer  # noqa: E402
+
+SCENARIO = "halfcheetah/forgetting"
+
+
+def _hidden_kernel_rms(grads) -> float:
+  kernels = [v["kernel"] for v in hidden_weights(grads).values()]
+  return float(jnp.sqrt(sum(jnp.sum(k**2) for k in kernels) / sum(k.size for k in kernels)))
+
+
+def make_probe(cfg, env, method):
+  """(state, key) -> (SAC grads, unit-beta alignment grads, RMS distances of the hidden weights
+  to their aligned targets and to the unaligned anchor M, the share of adapter positions that
+  left the identity)."""
+  networks = method.make_networks(env.observation_size, env.action_size, cfg)
+  losses = method.wrap_losses(sac.make_losses(networks, cfg.sac, env.action_size), networks, cfg)
+  rc_tau = 0.1  # RewireConfig.align_tau, the paper's tau2.
+
+  def probe(state, key):
+    params, mstate = state.learner.params, state.method_state
+    batch = replay_lib.sample(state.replay, key, cfg.sac.batch_size)
+    sac_grads = jax.grad(lambda a: losses.actor(a, params, batch, 1, key, method_state=mstate)[0])(
+      params.actor
+    )
+    align = lambda a: alignment_loss(a, mstate.anchor, rc_tau, True)  # noqa: E731
+    align_grads = jax.grad(align)(params.actor)
+    num_weights = sum(w.size for layer in mstate.anchor.values() for w in layer.values())
+    to_anchor = alignment_loss(params.actor, mstate.anchor, rc_tau, False)  # Plain ||W - M||^2.
+    out_orders, in_orders = adapter_orders(params.actor)
+    identity = jnp.arange(out_orders.shape[-1])
+    moved = jnp.mean(out_orders != identity) + jnp.mean(in_orders[1:] != identity)
+    distances = jnp.sqrt(jnp.stack([align(params.actor), to_anchor]) / num_weights)
+    return sac_grads, align_grads, distances, moved / 2
+
+  return jax.jit(probe)
+
+
+def main(argv: list[str] | None = None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--betas", type=float, nargs="+", default=[0.01, 1.0, 100.0])
+  parser.add_argument("--first-steps", type=int, default=40_000)
+  parser.add_argument("--epochs", type=int, default=400)
+  parser.add_argument("--every", type=int, default=50)
+  parser.add_argument("--out", type=pathlib.Path, default=ROOT / "experiments" / "results" / "cpu")
+  args = parser.parse_args(argv)
+  protocol = brax_configs.PROTOCOLS["cpu"]
+  cfg = brax_configs.get_config(
+    SCENARIO,
+    "rewire",
+    protocol.budget,
+    protocol.backend,
+    protocol.num_envs,
+    protocol.eval_envs,
+    protocol.sac,
+  )
+  cfg = dataclasses.replace(cfg, steps_per_task=args.first_steps, epochs_per_chunk=100)
+  options = brax_configs.method_options(SCENARIO, "rewire", protocol.preset, protocol.budget)
+  method = make_method("rewire", cfg, **options)
+  env = make_scenario_env(get_scenario(SCENARIO), protocol.backend)
+  trainer = make_trainer(cfg, env, method)
+  chunk, epoch = jax.jit(trainer.train_chunk), jax.jit(trainer.train_epoch)
+  state = jax.jit(trainer.begin_task)(jax.jit(trainer.init)(jax.random.key(0)), 0)
+  state, _ = jax.jit(trainer.warmup)(state, 0)
+  for c in range(cfg.num_chunks):
+    state, _ = chunk(state, 0, jnp.int32(cfg.epochs_in_chunk(c)))
+  state, _ = jax.jit(trainer.end_task)(state, 0)
+  state, _ = jax.jit(trainer.warmup)(jax.jit(trainer.begin_task)(state, 1), 1)
+  probe, rows = make_probe(cfg, env, method), []
+  for beta in args.betas:
+    coefs = state.method_state.coefs._replace(align_coef=jnp.float32(beta))
+    lane = state.replace(method_state=state.method_state._replace(coefs=coefs))
+    for step in range(args.epochs + 1):
+      if step % args.every == 0:
+        sac_g, align_g, distances, moved = probe(lane, jax.random.key(step))
+        to_target, to_anchor = (float(d) for d in distances)
+        sac_rms, align_rms = _hidden_kernel_rms(sac_g), beta * _hidden_kernel_rms(align_g)
+        ratio = align_rms / sac_rms
+        rows.append([beta, step, sac_rms, align_rms, ratio, to_target, to_anchor, float(moved)])
+        print(
+          f"beta {beta:g} epoch {step}: |g_SAC| {sac_rms:.2e}, |g_align| {align_rms:.2e} "
+          f"({ratio:.1f}x), |W - T| {to_target:.2e}, |W - M| {to_anchor:.2e}, adapter "
+          f"positions moved {float(moved):.0%}",
+          flush=True,
+        )
+      lane, _ = epoch(lane, 1)
+  columns = ["beta", "epoch", "sac_grad_rms", "align_grad_rms", "ratio", "to_target_rms"]
+  columns += ["to_anchor_rms", "adapter_positions_moved"]
+  path = args.out / SCENARIO / "alignment_pull.json"
+  path.parent.mkdir(parents=True, exist_ok=True)
+  settings = {k: v for k, v in vars(args).items() if k != "out"}
+  logs.write_json_atomic(path, {"columns": columns, "rows": np.asarray(rows), **settings})
+  print(f"Wrote {path}.")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
