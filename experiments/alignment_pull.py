@@ -30,6 +30,7 @@ from configs import brax as brax_configs  # noqa: E402
 from rewirejax import logging as logs  # noqa: E402
 from rewirejax import replay as replay_lib  # noqa: E402
 from rewirejax import sac  # noqa: E402
+from rewirejax.config import RewireConfig  # noqa: E402
 from rewirejax.envs.scenarios import get_scenario, make_scenario_env  # noqa: E402
 from rewirejax.methods import make_method  # noqa: E402
 from rewirejax.methods.rewire import adapter_orders, alignment_loss, hidden_weights  # noqa: E402
@@ -49,7 +50,7 @@ def make_probe(cfg, env, method):
   left the identity)."""
   networks = method.make_networks(env.observation_size, env.action_size, cfg)
   losses = method.wrap_losses(sac.make_losses(networks, cfg.sac, env.action_size), networks, cfg)
-  rc_tau = 0.1  # RewireConfig.align_tau, the paper's tau2.
+  align_tau = RewireConfig().align_tau  # The paper's tau2, as the method uses it.
 
   def probe(state, key):
     params, mstate = state.learner.params, state.method_state
@@ -57,10 +58,10 @@ def make_probe(cfg, env, method):
     sac_grads = jax.grad(lambda a: losses.actor(a, params, batch, 1, key, method_state=mstate)[0])(
       params.actor
     )
-    align = lambda a: alignment_loss(a, mstate.anchor, rc_tau, True)  # noqa: E731
+    align = lambda a: alignment_loss(a, mstate.anchor, align_tau, True)  # noqa: E731
     align_grads = jax.grad(align)(params.actor)
     num_weights = sum(w.size for layer in mstate.anchor.values() for w in layer.values())
-    to_anchor = alignment_loss(params.actor, mstate.anchor, rc_tau, False)  # Plain ||W - M||^2.
+    to_anchor = alignment_loss(params.actor, mstate.anchor, align_tau, False)  # Plain ||W - M||^2.
     out_orders, in_orders = adapter_orders(params.actor)
     identity = jnp.arange(out_orders.shape[-1])
     moved = jnp.mean(out_orders != identity) + jnp.mean(in_orders[1:] != identity)
@@ -79,15 +80,7 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--out", type=pathlib.Path, default=ROOT / "experiments" / "results" / "cpu")
   args = parser.parse_args(argv)
   protocol = brax_configs.PROTOCOLS["cpu"]
-  cfg = brax_configs.get_config(
-    SCENARIO,
-    "rewire",
-    protocol.budget,
-    protocol.backend,
-    protocol.num_envs,
-    protocol.eval_envs,
-    protocol.sac,
-  )
+  cfg = protocol.run_config(SCENARIO, "rewire")
   cfg = dataclasses.replace(cfg, steps_per_task=args.first_steps, epochs_per_chunk=100)
   options = brax_configs.method_options(SCENARIO, "rewire", protocol.preset, protocol.budget)
   method = make_method("rewire", cfg, **options)

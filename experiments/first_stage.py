@@ -51,15 +51,7 @@ THRESHOLDS = (500.0, 1000.0, 1500.0, 2000.0)  # HalfCheetah returns; the paper's
 
 def variant_config(protocol: brax_configs.Protocol, scenario: str, curve_points: int) -> RunConfig:
   """The protocol's run config with the task cut into ``curve_points`` chunks."""
-  cfg = brax_configs.get_config(
-    scenario,
-    "ft_1",
-    protocol.budget,
-    protocol.backend,
-    protocol.num_envs,
-    protocol.eval_envs,
-    protocol.sac,
-  )
+  cfg = protocol.run_config(scenario)
   return dataclasses.replace(cfg, epochs_per_chunk=math.ceil(cfg.train_epochs / curve_points))
 
 
@@ -77,12 +69,11 @@ def run_variant(
   label, method_name, extra = VARIANTS[name]
   extra = dict(extra)
   preset = extra.pop("preset", protocol.preset)
-  options = brax_configs.method_options(
-    scenario, method_name, preset, protocol.budget, protocol.sac
-  )
-  settings = logs.to_jsonable(
-    {"seeds": list(seeds), "config": cfg, "method_options": {**options, **extra}}
-  )
+  options = {
+    **brax_configs.method_options(scenario, method_name, preset, protocol.budget, protocol.sac),
+    **extra,
+  }
+  settings = logs.to_jsonable({"seeds": list(seeds), "config": cfg, "method_options": options})
   saved = out / name / "settings.json"
   if saved.exists() and json.loads(saved.read_text()) != settings:
     raise ValueError(f"{out / name} holds a run of other settings (seeds, config, options).")
@@ -90,7 +81,7 @@ def run_variant(
     return json.loads(path.read_text())
   (out / name).mkdir(parents=True, exist_ok=True)
   logs.write_json_atomic(saved, settings)
-  method = make_method(method_name, cfg, **{**options, **extra})
+  method = make_method(method_name, cfg, **options)
   env = make_scenario_env(get_scenario(scenario), protocol.backend)
   print(f"{name}: {label}, seeds {seeds}, {cfg.steps_per_task:,} steps", flush=True)
   start = time.perf_counter()
@@ -109,7 +100,7 @@ def run_variant(
     "variant": name,
     "label": label,
     "method": method_name,
-    "method_options": {**options, **extra},
+    "method_options": options,
     "method_preset": preset,
     "protocol": dataclasses.asdict(protocol),
     "scenario": scenario,

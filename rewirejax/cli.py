@@ -233,9 +233,8 @@ def sweep_command(args: argparse.Namespace) -> int:
   return 0
 
 
-# The sweep's defaults without --protocol.
+# The sweep's defaults without --protocol (its own seed count, 3, not the paper protocol's 10).
 _SWEEP_DEFAULTS = {"budget": 1.0, "backend": "mjx", "seeds": 3, "sac": "paper", "preset": "paper"}
-# Without --protocol the sweep keeps these defaults (its own seed count, 3, not the paper's 10).
 
 
 def _apply_sweep_protocol(args: argparse.Namespace, module) -> None:

@@ -154,8 +154,7 @@ def test_resumed_sac_n_sequence_equals_uninterrupted(tmp_path):
 
 def test_cpu_protocol_settings_are_shared_and_end_chunks_at_curve_points():
   protocol = brax_configs.PROTOCOLS["cpu"]
-  args = (protocol.budget, protocol.backend, protocol.num_envs, protocol.eval_envs, protocol.sac)
-  cfg = brax_configs.get_config("halfcheetah/forgetting", "ft_1", *args)
+  cfg = protocol.run_config("halfcheetah/forgetting")
   assert cfg.sac.hidden_sizes == (64, 64, 64) and cfg.sac.num_envs == 16
   assert cfg.sac.batch_size == 128
   assert {f: getattr(cfg.sac, f) for f in brax_configs.FAST_SAC} == brax_configs.FAST_SAC
@@ -164,7 +163,10 @@ def test_cpu_protocol_settings_are_shared_and_end_chunks_at_curve_points():
   steps = cfg.curve_steps(every, cfg.num_chunks // every)
   # Five points, the last at the task's end (rounded to whole vectorised steps).
   assert len(steps) == 5 and 150_000 - 16 < steps[-1] <= 150_000
-  assert cfg == brax_configs.get_config("halfcheetah/forgetting", "rewire", *args)
+  assert cfg == protocol.run_config("halfcheetah/forgetting", "rewire")
+  assert cfg == brax_configs.get_config(
+    "halfcheetah/forgetting", "ft_1", 0.15, "spring", 16, 16, "cpu"
+  )
   # PNN's columns keep the paper's share of the width (96 of 256); elsewhere its default.
   pnn = brax_configs.method_options("halfcheetah/forgetting", "pnn", "paper", 0.15, "cpu")
   assert pnn == {"width": 24}

@@ -104,6 +104,12 @@ class Protocol:
   preset: str  # Rewire settings: a PRESETS name.
   seeds: int  # Seeds vmapped in one job.
 
+  def run_config(self, scenario: str, method: str = "ft_1") -> RunConfig:
+    """``get_config`` of ``method`` on ``scenario`` at this protocol's settings."""
+    return get_config(
+      scenario, method, self.budget, self.backend, self.num_envs, self.eval_envs, self.sac
+    )
+
 
 PROTOCOLS = {
   "paper": Protocol(
@@ -231,9 +237,9 @@ def method_options(
     return {}
   if method == "packnet":
     return {"finetune_updates": math.ceil(PACKNET_FINETUNE_UPDATES * budget)}
-  width = SAC_SETTINGS[sac_settings].get("hidden_sizes", (256,))[0]
-  if method == "pnn" and width != 256:  # The paper's share of the width: 96 of 256.
-    return {"width": max(round(PNN_WIDTH * width / 256), 1)}
+  if method == "pnn":  # The paper's share of the width: 96 of 256.
+    width = SAC_SETTINGS[sac_settings].get("hidden_sizes", (256,))[0]
+    return {} if width == 256 else {"width": max(round(PNN_WIDTH * width / 256), 1)}
   l2_coef, fisher_coef, distribution, repeat_alpha = _BASELINE_TABLE[scenario]
   if method in ("ft_l2", "ewc"):
     return {"coef": l2_coef if method == "ft_l2" else fisher_coef}
