@@ -16,6 +16,7 @@ from rewirejax.methods import packnet as packnet_lib
 from rewirejax.methods import pnn as pnn_lib
 from rewirejax.methods.base import ft_1_policy_size, make_mlp_networks
 from rewirejax.train import make_trainer, train_sequence
+from tests import golden
 from tests.test_methods import CFG, run_tasks
 
 OPTIONS = {
@@ -244,12 +245,13 @@ def test_model_sizes_as_the_paper_counts():
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))
-def test_every_method_runs_the_tiny_scenario_end_to_end(name):
+def test_every_method_runs_the_tiny_scenario_end_to_end_as_golden(name):
   cfg = dataclasses.replace(CFG, steps_per_task=8 * 12)
   method = make_method(name, cfg, **OPTIONS.get(name, {}))
   result = train_sequence(cfg, TargetReachEnv(num_tasks=4), method, [0, 1], progress=False)
   assert result.returns.shape == (1, 2, 2) and np.all(np.isfinite(result.returns))
   assert result.policy_params >= result.ft_1_policy_params
+  golden.check(f"toy/{name}", result)  # The behaviour, frozen bit for bit.
 
 
 # ---------------------------------------------------------------------------------------- CSP

@@ -1,0 +1,66 @@
+"""Frozen behaviour: a run's return matrix and a checksum of its final state, against values
+committed in ``tests/golden_values.json``.
+
+The redesign of the trainer's seam must not move a single bit, so the comparison is exact:
+the returns as float32 values, the checksum a SHA-256 of every leaf's bytes (learner params
+and optimiser states, the method's state) in tree order. A change that must move the numbers
+(a new key scheme, say) rewrites the file in its own commit, which says why:
+
+  REWIREJAX_WRITE_GOLDEN=1 .venv/bin/python -m pytest tests -k golden
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pathlib
+
+import jax
+import numpy as np
+
+VALUES = pathlib.Path(__file__).with_name("golden_values.json")
+WRITE = os.environ.get("REWIREJAX_WRITE_GOLDEN") == "1"
+
+
+def state_checksum(tree) -> str:
+  """SHA-256 over the bytes of every leaf of ``tree`` (PRNG keys by their key data), with
+  each leaf's path, dtype and shape, so a reordering or a cast also changes it."""
+  digest = hashlib.sha256()
+  for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+    if jax.dtypes.issubdtype(getattr(leaf, "dtype", None), jax.dtypes.prng_key):
+      leaf = jax.random.key_data(leaf)
+    array = np.ascontiguousarray(np.asarray(leaf))
+    digest.update(f"{jax.tree_util.keystr(path)}:{array.dtype}:{array.shape}".encode())
+    digest.update(array.tobytes())
+  return digest.hexdigest()
+
+
+def _load() -> dict:
+  return json.loads(VALUES.read_text()) if VALUES.exists() else {}
+
+
+def check(name: str, result) -> None:
+  """Asserts that run ``name`` (a ``SequenceResult``) gave the committed return matrix,
+  learning curves and final-state checksum (or, with ``REWIREJAX_WRITE_GOLDEN=1``, records
+  them)."""
+  state = result.state
+  observed = {
+    "returns": np.asarray(result.returns, np.float32).tolist(),
+    "curves": np.asarray(result.curves, np.float32).tolist(),
+    "state_sha256": state_checksum((state.learner, state.method_state)),
+  }
+  if WRITE:
+    values = _load()
+    values[name] = observed
+    VALUES.write_text(json.dumps(dict(sorted(values.items())), indent=1) + "\n")
+    return
+  expected = _load().get(name)
+  assert expected is not None, f"no golden values for {name!r}; see tests/golden.py"
+  for field in ("returns", "curves"):
+    np.testing.assert_array_equal(
+      np.asarray(observed[field], np.float32),
+      np.asarray(expected[field], np.float32),
+      err_msg=f"{name}: the {field} moved",
+    )
+  assert observed["state_sha256"] == expected["state_sha256"], f"{name}: the final state moved"
