@@ -12,7 +12,7 @@ What this does and does not show: SoftSort gradients move a neuron between nearb
 positions of the score order, so local rewirings (here: random disjoint swaps of
 adjacent neurons) are found by plain gradient descent. A uniformly random shuffle of all
 neurons is a combinatorial search that gradient descent from the identity does not solve
-(``--swap-fraction`` does not model it; see the README).
+(``--swap-fraction`` does not model it; see docs/usage.md).
 
 Run: ``python experiments/permutation_recovery.py`` (about 10 s on 2 CPU cores). Writes
 ``results/permutation_recovery.{png,csv}``.

@@ -1,5 +1,6 @@
-"""``brax_sac`` with the reference code's two SAC quirks switched on as well (README,
-"Training"): no bootstrap at the 1000-step time limit, and its misparenthesised tanh log-det.
+"""``brax_sac`` with the reference code's two SAC quirks switched on as well
+(docs/reference-departures.md, "SAC"): no bootstrap at the 1000-step time limit, and its
+misparenthesised tanh log-det.
 For a run that copies the reference's learner exactly, corrections included."""
 
 import dataclasses
