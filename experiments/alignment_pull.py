@@ -34,7 +34,7 @@ from rewirejax.config import RewireConfig  # noqa: E402
 from rewirejax.envs.scenarios import get_scenario, make_scenario_env  # noqa: E402
 from rewirejax.methods import make_method  # noqa: E402
 from rewirejax.methods.rewire import adapter_orders, alignment_loss, hidden_weights  # noqa: E402
-from rewirejax.train import make_trainer  # noqa: E402
+from rewirejax.trainer import make_trainer  # noqa: E402
 
 SCENARIO = "halfcheetah/forgetting"
 
@@ -49,13 +49,14 @@ def make_probe(cfg, env, method):
   to their aligned targets and to the unaligned anchor M, the share of adapter positions that
   left the identity)."""
   networks = method.make_networks(env.observation_size, env.action_size, cfg)
-  losses = method.wrap_losses(sac.make_losses(networks, cfg.sac, env.action_size), networks, cfg)
+  losses = method.make_losses(sac.losses_of(networks, cfg.sac, env.action_size), networks, cfg)
   align_tau = RewireConfig().align_tau  # The paper's tau2, as the method uses it.
 
   def probe(state, key):
     params, mstate = state.learner.params, state.method_state
     batch = replay_lib.sample(state.replay, key, cfg.sac.batch_size)
-    sac_grads = jax.grad(lambda a: losses.actor(a, params, batch, 1, key, method_state=mstate)[0])(
+    without_pull = mstate._replace(coefs=mstate.coefs._replace(align_coef=jnp.float32(0.0)))
+    sac_grads = jax.grad(lambda a: losses.actor(a, params, without_pull, batch, 1, key)[0])(
       params.actor
     )
     align = lambda a: alignment_loss(a, mstate.anchor, align_tau, True)  # noqa: E731

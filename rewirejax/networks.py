@@ -10,6 +10,7 @@ head. Baselines use the same MLP with plain Dense layers (``permuted=False``).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
@@ -131,6 +132,57 @@ def head_slot(task_id: Array, num_heads: int) -> Array:
   return jnp.asarray(task_id) % num_heads
 
 
+# The task heads of an ``Actor``'s params: ``head_kernel [num_heads, width, 2A]`` and
+# ``head_bias [num_heads, 2A]``, task t's in slot ``head_slot(t, num_heads)``.
+
+
+def task_head(actor: Params, task_id: Array) -> tuple[Array, Array]:
+  """(kernel [width, 2A], bias [2A]): the head of task ``task_id``."""
+  params = actor["params"]
+  slot = head_slot(task_id, params["head_kernel"].shape[0])
+  return params["head_kernel"][slot], params["head_bias"][slot]
+
+
+def with_task_head(actor: Params, task_id: Array, head: tuple[Array, Array]) -> Params:
+  """The actor with task ``task_id``'s head set to ``head`` (kernel, bias)."""
+  params = actor["params"]
+  slot = head_slot(task_id, params["head_kernel"].shape[0])
+  kernel, bias = head
+  heads = {
+    "head_kernel": params["head_kernel"].at[slot].set(kernel),
+    "head_bias": params["head_bias"].at[slot].set(bias),
+  }
+  return {**actor, "params": {**params, **heads}}
+
+
+def carry_task_head(actor: Params, task_id: Array, source_task: Array) -> Params:
+  """Task ``task_id``'s head slot set to ``source_task``'s head when that slot has never been
+  used by then (``0 <= source_task < task_id < num_heads``, task ids in training order);
+  otherwise the actor as it is.
+
+  With ``source_task = task_id - 1`` this is SPEC §3: a task's head slot, on its first use,
+  starts as a copy of the previous task's head (task 0 and slots seen before keep theirs; a
+  single shared head is left as it is). In evaluation, with the current task, a task not begun
+  yet gets the head it will start from, not its slot's random initialisation.
+  """
+  params = actor["params"]
+  num_heads = params["head_kernel"].shape[0]
+  slot, source = head_slot(task_id, num_heads), head_slot(source_task, num_heads)
+  unused = (source_task >= 0) & (source_task < task_id) & (task_id < num_heads)
+
+  def copy(heads):
+    return heads.at[slot].set(jnp.where(unused, heads[source], heads[slot]))
+
+  heads = {name: copy(params[name]) for name in ("head_kernel", "head_bias")}
+  return {**actor, "params": {**params, **heads}}
+
+
+def keep_heads(actor: Params, task_id: Array, source_task: Array) -> Params:
+  """``carry_head`` of an actor without task heads (PNN's columns, CSP's subspace)."""
+  del task_id, source_task
+  return actor
+
+
 class _QNetwork(nn.Module):
   hidden_sizes: tuple[int, ...]
 
@@ -159,8 +211,53 @@ class TwinCritic(nn.Module):
 
 
 class SACNetworks(NamedTuple):
-  actor: Actor
-  critic: TwinCritic
+  """The networks, and the functions of their params that the trainer and SAC call.
+
+  Attributes:
+    actor: the policy module; ``apply(params, obs, task_id) -> (mu, log_std)`` is the clean,
+      deterministic forward (acting and evaluation).
+    critic: the twin critic module, ``apply(params, obs, action) -> [2, ...]``.
+    policy: (actor_params, obs, task_id, key) -> (mu, log_std), the training forward that the
+      SAC losses use (``training_forward``; ``plain_policy`` for an actor without noise).
+    carry_head: (actor_params, task_id, source_task) -> actor_params, the head a task starts
+      from (``carry_task_head``; ``keep_heads`` for an actor without task heads).
+  """
+
+  actor: nn.Module
+  critic: nn.Module
+  policy: Callable[[Params, Array, Array, PRNGKey], tuple[Array, Array]]
+  carry_head: Callable[[Params, Array, Array], Params] = keep_heads
+
+
+def training_forward(actor: Actor, mode: Array | int = 0, tau: Array | None = None):
+  """The ``Actor``'s training forward with wiring ``mode`` (and SoftSort ``tau``, default the
+  actor's): dropout and Gumbel noise on the wiring, where the actor has them, drawn from the
+  key. The reference's update runs its actor in train mode for the critic target as well."""
+
+  def policy(actor_params: Params, obs: Array, task_id: Array, key: PRNGKey):
+    key_noise, key_dropout = jax.random.split(jax.random.fold_in(key, 7))
+    return actor.apply(
+      actor_params,
+      obs,
+      task_id,
+      mode,
+      tau=tau,
+      train=True,
+      noisy_wiring=True,
+      rngs={"noise": key_noise, "dropout": key_dropout},
+    )
+
+  return policy
+
+
+def plain_policy(actor: nn.Module):
+  """The training forward of an actor without noise or dropout: its plain ``apply``."""
+
+  def policy(actor_params: Params, obs: Array, task_id: Array, key: PRNGKey):
+    del key
+    return actor.apply(actor_params, obs, task_id)
+
+  return policy
 
 
 class AgentParams(NamedTuple):
@@ -185,19 +282,22 @@ def make_sac_networks(
   dropout: float = 0.0,
 ) -> SACNetworks:
   del observation_size  # Shapes come from the first call; kept for a readable call site.
+  actor = Actor(
+    action_size,
+    num_heads,
+    hidden_sizes,
+    num_modes,
+    tau,
+    permuted,
+    alignment_adapters,
+    gumbel_noise,
+    dropout,
+  )
   return SACNetworks(
-    actor=Actor(
-      action_size,
-      num_heads,
-      hidden_sizes,
-      num_modes,
-      tau,
-      permuted,
-      alignment_adapters,
-      gumbel_noise,
-      dropout,
-    ),
+    actor=actor,
     critic=TwinCritic(hidden_sizes),
+    policy=training_forward(actor),
+    carry_head=carry_task_head,
   )
 
 

@@ -16,7 +16,7 @@ import optax
 
 from rewirejax import replay as replay_lib
 from rewirejax.config import SACConfig
-from rewirejax.networks import AgentParams, SACNetworks, sample_tanh_gaussian
+from rewirejax.networks import AgentParams, sample_tanh_gaussian
 from rewirejax.types import Array, Metrics, Params, PRNGKey, TaskId, Transition
 
 
@@ -29,18 +29,19 @@ class ActorAux(NamedTuple):
   log_std: Array  # ...and log-std, as differentiable outputs of the same forward pass.
 
 
+PolicyFn = Callable[[Params, Array, TaskId, PRNGKey], tuple[Array, Array]]
+"""(actor_params, obs [B, O], task_id, key) -> (mu, log_std) [B, A]: the training forward."""
+
+
 class SACLosses(NamedTuple):
-  """The three SAC losses; a method may wrap them (``Method.wrap_losses``).
+  """The three SAC losses; a method may transform them (``Method.make_losses``).
 
   Attributes:
-    critic: (critic_params, agent_params, batch, task_id, key, mode=0, tau=None,
-      method_state=None) -> (loss, metrics).
-    actor: (actor_params, agent_params, batch, task_id, key, mode=0, tau=None,
-      method_state=None) -> (loss, ActorAux).
+    critic: (critic_params, agent_params, method_state, batch, task_id, key) -> (loss, metrics).
+    actor: (actor_params, agent_params, method_state, batch, task_id, key) -> (loss, ActorAux).
     alpha: (log_alpha, mean log-prob) -> loss.
-  ``mode`` is the actor's wiring mode and ``tau`` its SoftSort temperature override (traced
-  values; plain actors ignore them). The trainer passes ``method_state`` so that a method's
-  wrapped losses can read traced settings from it (swept coefficients); SAC ignores it.
+  SAC ignores ``method_state``; a method's transformed losses may read traced settings from it
+  (swept coefficients, CSP's anchor count).
   """
 
   critic: Callable[..., tuple[Array, Metrics]]
@@ -77,36 +78,24 @@ def init_learner(params: AgentParams, optimizers: Optimizers) -> LearnerState:
   )
 
 
-def make_losses(networks: SACNetworks, cfg: SACConfig, action_size: int) -> SACLosses:
-  """SAC losses of ``networks`` (the actor acts with wiring ``mode``, default 0)."""
-
-  def policy_fn(actor_params, obs, task_id, mode, tau, key):
-    """The training forward (dropout and Gumbel noise on the wiring, if the actor has them):
-    the reference's update runs its actor in train mode for the critic target as well."""
-    key_noise, key_dropout = jax.random.split(jax.random.fold_in(key, 7))
-    return networks.actor.apply(
-      actor_params,
-      obs,
-      task_id,
-      mode,
-      tau=tau,
-      train=True,
-      noisy_wiring=True,
-      rngs={"noise": key_noise, "dropout": key_dropout},
-    )
-
+def make_losses(
+  policy: PolicyFn,
+  critic: Callable[[Params, Array, Array], Array],
+  cfg: SACConfig,
+  action_size: int,
+) -> SACLosses:
+  """SAC losses of the training forward ``policy`` and the twin critic's ``critic(params, obs,
+  action) -> [2, B]``."""
   target_entropy = -cfg.target_entropy_multiplier * action_size
 
-  def critic_loss(
-    critic_params, params: AgentParams, batch, task_id, key, mode=0, tau=None, method_state=None
-  ):
+  def critic_loss(critic_params, params: AgentParams, method_state, batch, task_id, key):
     """sum_{i=1,2} mean_b (Q_i(s, a) - y)^2 with the soft target
     y = scale r + gamma (1 - d) (min_i Q'_i(s', a') - alpha log pi(a'|s')), a' ~ pi(s') from
     the training forward."""
-    del method_state
-    mu, log_std = policy_fn(params.actor, batch.next_obs, task_id, mode, tau, key)
+    del method_state  # SAC's own losses read nothing of a method.
+    mu, log_std = policy(params.actor, batch.next_obs, task_id, key)
     next_action, next_log_prob = sample_tanh_gaussian(mu, log_std, key, cfg.tanh_log_det)
-    next_q = jnp.min(networks.critic.apply(params.target_critic, batch.next_obs, next_action), 0)
+    next_q = jnp.min(critic(params.target_critic, batch.next_obs, next_action), 0)
     done = batch.terminal
     if cfg.truncation_is_terminal:
       done = jnp.maximum(done, batch.truncated)
@@ -114,20 +103,18 @@ def make_losses(networks: SACNetworks, cfg: SACConfig, action_size: int) -> SACL
     target = cfg.reward_scaling * batch.reward + cfg.discount * (1.0 - done) * (
       next_q - alpha * next_log_prob
     )
-    q = networks.critic.apply(critic_params, batch.obs, batch.action)  # [2, B]
+    q = critic(critic_params, batch.obs, batch.action)  # [2, B]
     loss = jnp.sum(jnp.mean((q - jax.lax.stop_gradient(target)) ** 2, axis=-1))
     return loss, {"critic/loss": loss, "critic/q": jnp.mean(q)}
 
-  def actor_loss(
-    actor_params, params: AgentParams, batch, task_id, key, mode=0, tau=None, method_state=None
-  ):
+  def actor_loss(actor_params, params: AgentParams, method_state, batch, task_id, key):
     """mean_b [alpha log pi(a|s) - min_i Q_i(s, a)], a ~ pi(s) reparameterised.
 
     Returns the loss and ``ActorAux``."""
-    del method_state
-    mu, log_std = policy_fn(actor_params, batch.obs, task_id, mode, tau, key)
+    del method_state  # SAC's own losses read nothing of a method.
+    mu, log_std = policy(actor_params, batch.obs, task_id, key)
     action, log_prob = sample_tanh_gaussian(mu, log_std, key, cfg.tanh_log_det)
-    q = jnp.min(networks.critic.apply(params.critic, batch.obs, action), 0)
+    q = jnp.min(critic(params.critic, batch.obs, action), 0)
     alpha = jnp.exp(jax.lax.stop_gradient(params.log_alpha))
     loss = jnp.mean(alpha * log_prob - q)
     mean_log_prob = jnp.mean(log_prob)
@@ -141,8 +128,13 @@ def make_losses(networks: SACNetworks, cfg: SACConfig, action_size: int) -> SACL
   return SACLosses(critic_loss, actor_loss, alpha_loss)
 
 
-# The hooks of a continual-learning method that act inside the update (see methods/base.py).
-PenaltyFn = Callable[[Params, Any, Transition, TaskId], tuple[Array, Metrics]]
+def losses_of(networks, cfg: SACConfig, action_size: int) -> Callable[[PolicyFn], SACLosses]:
+  """``policy -> make_losses(policy, networks.critic.apply, cfg, action_size)``: what a
+  method's loss transform is handed (``Method.make_losses``)."""
+  return lambda policy: make_losses(policy, networks.critic.apply, cfg, action_size)
+
+
+# The gradient mask of a continual-learning method (see methods/base.py).
 MaskGradsFn = Callable[[Params, Any, TaskId], Params]
 
 
@@ -150,7 +142,6 @@ def make_update_group(
   losses: SACLosses,
   optimizers: Optimizers,
   cfg: SACConfig,
-  penalty_fn: PenaltyFn,
   mask_grads_fn: MaskGradsFn,
 ) -> Callable[
   [LearnerState, replay_lib.ReplayState, Any, TaskId, PRNGKey], tuple[LearnerState, Metrics]
@@ -165,7 +156,7 @@ def make_update_group(
   def critic_step(learner: LearnerState, method_state, batch: Transition, task_id, key):
     params = learner.params
     grads, metrics = jax.grad(losses.critic, has_aux=True)(
-      params.critic, params, batch, task_id, key, method_state=method_state
+      params.critic, params, method_state, batch, task_id, key
     )
     updates, critic_opt = optimizers.critic.update(grads, learner.critic_opt)
     critic = optax.apply_updates(params.critic, updates)
@@ -182,12 +173,11 @@ def make_update_group(
   def actor_step(learner: LearnerState, method_state, batch: Transition, task_id, key):
     params = learner.params
 
-    def total_actor_loss(actor_params):
-      loss, aux = losses.actor(actor_params, params, batch, task_id, key, method_state=method_state)
-      penalty, penalty_metrics = penalty_fn(actor_params, method_state, batch, task_id)
-      return loss + penalty, (aux.mean_log_prob, {**aux.metrics, **penalty_metrics})
+    def actor_loss(actor_params):
+      loss, aux = losses.actor(actor_params, params, method_state, batch, task_id, key)
+      return loss, (aux.mean_log_prob, aux.metrics)
 
-    grads, (mean_log_prob, metrics) = jax.grad(total_actor_loss, has_aux=True)(params.actor)
+    grads, (mean_log_prob, metrics) = jax.grad(actor_loss, has_aux=True)(params.actor)
     grads = mask_grads_fn(grads, method_state, task_id)
     updates, actor_opt = optimizers.actor.update(grads, learner.actor_opt, params.actor)
     actor = optax.apply_updates(params.actor, updates)

@@ -22,7 +22,8 @@ import numpy as np
 
 from rewirejax.config import RunConfig
 from rewirejax.methods.base import Method
-from rewirejax.train import TrainState, train_sequence
+from rewirejax.train import train_sequence
+from rewirejax.trainer import TrainState
 from rewirejax.types import TaskEnv
 
 # Command-line names of the swept coefficients -> fields of the method state's ``coefs``:

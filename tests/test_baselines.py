@@ -15,7 +15,8 @@ from rewirejax.methods import METHODS, make_method, regularized
 from rewirejax.methods import packnet as packnet_lib
 from rewirejax.methods import pnn as pnn_lib
 from rewirejax.methods.base import ft_1_policy_size, make_mlp_networks
-from rewirejax.train import make_trainer, train_sequence
+from rewirejax.train import train_sequence
+from rewirejax.trainer import make_trainer
 from tests import golden
 from tests.test_methods import CFG, run_tasks
 
@@ -80,8 +81,8 @@ def test_anchor_is_the_last_tasks_policy_and_importance_accumulates(name):
   else:  # EWC sums the Fishers: task 2's adds a positive amount to every weight.
     gains = jax.tree.map(lambda a, b: np.min(np.asarray(b - a)), first, second)
     assert min(jax.tree.leaves(gains)) >= regularized.FISHER_FLOOR * 0.99
-  penalty, metrics = method.penalty(state.learner.params.actor, state.method_state, None, 0)
-  assert penalty == 0.0 and f"{name}/penalty" in metrics  # At the anchor right after the task.
+  # At the anchor right after the task.
+  assert regularized.quadratic_penalty(state.learner.params.actor, state.method_state) == 0.0
 
 
 @pytest.mark.parametrize("name", ["ft_l2", "ewc"])
@@ -323,13 +324,13 @@ def test_csp_critic_learns_at_acting_points_and_the_actor_in_the_new_subspace():
   """The wrapped losses equal the plain SAC losses on ``[obs, alpha]`` with the points drawn
   from the acting mixture (critic) or the new subspace (actor), the same point at s and s'."""
   from rewirejax.methods import csp
-  from rewirejax.sac import make_losses
+  from rewirejax.sac import losses_of
 
   method, _, _, state = _csp_before_second_end("peaked")
   env = TargetReachEnv()
   networks = method.make_networks(env.observation_size, env.action_size, CFG)
-  plain = make_losses(networks, CFG.sac, env.action_size)
-  wrapped = method.wrap_losses(plain, networks, CFG)
+  sac_losses = losses_of(networks, CFG.sac, env.action_size)
+  plain, wrapped = sac_losses(networks.policy), method.make_losses(sac_losses, networks, CFG)
   params, method_state = state.learner.params, state.method_state
   batch = jax.tree.map(lambda x: x[:16], state.replay.data)
   key, task = jax.random.key(3), jnp.int32(1)
@@ -339,12 +340,12 @@ def test_csp_critic_learns_at_acting_points_and_the_actor_in_the_new_subspace():
   at = lambda a: batch._replace(  # noqa: E731
     obs=jnp.concatenate([batch.obs, a], -1), next_obs=jnp.concatenate([batch.next_obs, a], -1)
   )
-  expected = plain.critic(params.critic, params, at(alpha), task, key_loss, 0, None, method_state)
-  got = wrapped.critic(params.critic, params, batch, task, key, method_state=method_state)
+  expected = plain.critic(params.critic, params, method_state, at(alpha), task, key_loss)
+  got = wrapped.critic(params.critic, params, method_state, batch, task, key)
   chex.assert_trees_all_close(got, expected, rtol=1e-6)
   alpha = csp.sample_alpha(key_alpha, 2, 4, (16,), True)
-  expected = plain.actor(params.actor, params, at(alpha), task, key_loss, 0, None, method_state)
-  got = wrapped.actor(params.actor, params, batch, task, key, method_state=method_state)
+  expected = plain.actor(params.actor, params, method_state, at(alpha), task, key_loss)
+  got = wrapped.actor(params.actor, params, method_state, batch, task, key)
   chex.assert_trees_all_close(got, expected, rtol=1e-6)
 
 

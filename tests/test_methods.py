@@ -12,7 +12,7 @@ from rewirejax.config import RunConfig, SACConfig
 from rewirejax.envs.toy import TargetReachEnv
 from rewirejax.methods import METHODS, base, make_method
 from rewirejax.methods.base import actor_size, ft_1_policy_size, num_params
-from rewirejax.train import make_trainer
+from rewirejax.trainer import make_trainer
 
 CFG = RunConfig(
   steps_per_task=8 * 40,

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 
 from rewirejax import layers
-from rewirejax.config import RunConfig, SACConfig
+from rewirejax.config import RewireConfig, RunConfig, SACConfig
 from rewirejax.envs.toy import TargetReachEnv
 from rewirejax.methods import base, make_method
 from rewirejax.methods import rewire as rw
-from rewirejax.networks import make_sac_networks
-from rewirejax.sac import make_losses
-from rewirejax.train import make_trainer
+from rewirejax.networks import make_sac_networks, training_forward
+from rewirejax.sac import losses_of
+from rewirejax.trainer import make_trainer
 from tests.test_layers import straight_through_matrix
 
 OBS, ACT, WIDTH = 3, 2, 8
@@ -210,16 +210,18 @@ def test_vmapped_mode_loss_is_the_mean_of_per_mode_losses(num_modes, dropout, mo
     for l in range(3)
   }
   params = params._replace(actor=rw._replace_layers(params.actor, fields))
-  sac_losses = make_losses(nets, CFG.sac, ACT)
-  wrapped = method.wrap_losses(sac_losses, nets, CFG)
+  sac_losses = losses_of(nets, CFG.sac, ACT)
+  wrapped = method.make_losses(sac_losses, nets, CFG)
   batch, key, task = _batch(jax.random.key(4)), jax.random.key(5), jnp.int32(1)
-  loss, aux = wrapped.actor(params.actor, params, batch, task, key)
+  state = method.init(jax.random.key(1), params)  # First task: no alignment pull yet.
+  loss, aux = wrapped.actor(params.actor, params, state, batch, task, key)
 
   def one_by_one(actor_params):
     per_mode = []
     for k in range(num_modes):
       key_mode = jax.random.fold_in(key, 1000 + k)
-      base_loss, base_aux = sac_losses.actor(actor_params, params, batch, task, key_mode, k)
+      mode_losses = sac_losses(training_forward(nets.actor, k))
+      base_loss, base_aux = mode_losses.actor(actor_params, params, None, batch, task, key_mode)
       distill = 0.0
       if num_modes > 1:
         offset = jax.random.randint(jax.random.fold_in(key, 2 + k), (), 1, num_modes)
@@ -240,7 +242,7 @@ def test_vmapped_mode_loss_is_the_mean_of_per_mode_losses(num_modes, dropout, mo
 
   per_mode = np.asarray(one_by_one(params.actor))
   np.testing.assert_allclose(float(loss), float(expected(params.actor)), rtol=1e-5)
-  grads = jax.grad(lambda a: wrapped.actor(a, params, batch, task, key)[0])(params.actor)
+  grads = jax.grad(lambda a: wrapped.actor(a, params, state, batch, task, key)[0])(params.actor)
   chex.assert_trees_all_close(grads, jax.grad(expected)(params.actor), rtol=1e-4, atol=1e-6)
   if num_modes == 1:
     assert float(aux.metrics["rewire/distill"]) == 0.0
@@ -301,13 +303,14 @@ def test_no_rollback_and_no_regulariser_in_the_first_task():
     task = jnp.int32(0)
     params, state = method.begin_task(params, state, task, jax.random.key(2), _FakeTools(100.0))
     moved = jax.tree.map(lambda x: x + 0.05 if x.dtype == jnp.float32 else x, params.actor)
-    assert float(method.penalty(moved, state, None, task)[0]) == 0.0
+    rc = RewireConfig(**options)
+    assert float(rw.alignment_penalty(moved, state, rc)[0]) == 0.0
     params, state, metrics = method.end_task(
       params._replace(actor=moved), state, None, task, jax.random.key(3), _FakeTools()
     )
     assert not bool(metrics["rewire/rolled_back"])
     moved = jax.tree.map(lambda x: x + 0.05 if x.dtype == jnp.float32 else x, params.actor)
-    assert float(method.penalty(moved, state, None, jnp.int32(1))[0]) > 0.0
+    assert float(rw.alignment_penalty(moved, state, rc)[0]) > 0.0
 
 
 def test_the_modes_are_measured_on_the_episodes_of_the_start_of_the_task():

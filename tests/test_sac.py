@@ -73,9 +73,9 @@ def test_tanh_gaussian_log_prob_matches_closed_form():
 def test_critic_loss_matches_numpy(setup, truncation_is_terminal):
   cfg, nets, params, batch = setup
   cfg = cfg.__class__(**{**cfg.__dict__, "truncation_is_terminal": truncation_is_terminal})
-  losses = sac.make_losses(nets, cfg, ACT)
+  losses = sac.losses_of(nets, cfg, ACT)(nets.policy)
   key, task = jax.random.key(5), jnp.int32(1)
-  loss, _ = losses.critic(params.critic, params, batch, task, key)
+  loss, _ = losses.critic(params.critic, params, None, batch, task, key)
 
   mu, log_std = nets.actor.apply(params.actor, batch.next_obs, task)
   next_action, next_log_prob = np_tanh_gaussian(mu, log_std, jax.random.normal(key, mu.shape))
@@ -96,9 +96,9 @@ def test_critic_loss_matches_numpy(setup, truncation_is_terminal):
 
 def test_actor_and_alpha_losses_match_numpy(setup):
   cfg, nets, params, batch = setup
-  losses = sac.make_losses(nets, cfg, ACT)
+  losses = sac.losses_of(nets, cfg, ACT)(nets.policy)
   key, task = jax.random.key(6), jnp.int32(0)
-  loss, aux = losses.actor(params.actor, params, batch, task, key)
+  loss, aux = losses.actor(params.actor, params, None, batch, task, key)
   mean_log_prob = aux.mean_log_prob
 
   mu, log_std = nets.actor.apply(params.actor, batch.obs, task)

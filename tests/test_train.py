@@ -18,7 +18,15 @@ from rewirejax.checkpoint import Checkpointer
 from rewirejax.config import RunConfig, SACConfig
 from rewirejax.envs.toy import TargetReachEnv
 from rewirejax.methods import fine_tuning
-from rewirejax.train import make_trainer, seed_sharding, train_sequence
+from rewirejax.train import (
+  RunRecord,
+  evaluation_keys,
+  make_task_program,
+  run_task,
+  seed_sharding,
+  train_sequence,
+)
+from rewirejax.trainer import make_trainer
 
 TINY_SAC = SACConfig(
   batch_size=64,
@@ -119,30 +127,30 @@ def test_begin_task_resets_per_task_state():
 
 
 def test_head_slot_copied_only_on_first_use():
-  from rewirejax.train import _copy_previous_head
+  from rewirejax.networks import carry_task_head
 
   heads = jnp.arange(2.0)[:, None, None] * jnp.ones((2, 3, 4))  # Slot s is filled with s.
   actor = {"params": {"head_kernel": heads, "head_bias": jnp.arange(2.0)[:, None] * jnp.ones(4)}}
 
   def slots_after(task):
-    out = _copy_previous_head(actor, jnp.int32(task))["params"]
+    out = carry_task_head(actor, jnp.int32(task), jnp.int32(task - 1))["params"]
     return [float(out["head_kernel"][s, 0, 0]) for s in range(2)]
 
   assert slots_after(0) == [0.0, 1.0]  # Task 0 keeps its initial head.
   assert slots_after(1) == [0.0, 0.0]  # Slot 1's first use: a copy of task 0's head.
   assert slots_after(2) == [0.0, 1.0]  # Task 2 reuses slot 0 (a repeat): nothing is copied.
   single = {"params": {"head_kernel": heads[:1], "head_bias": jnp.ones((1, 4))}}
-  chex.assert_trees_all_equal(_copy_previous_head(single, jnp.int32(3)), single)
+  chex.assert_trees_all_equal(carry_task_head(single, jnp.int32(3), jnp.int32(2)), single)
 
 
 def test_a_task_not_begun_is_evaluated_with_the_newest_head():
-  from rewirejax.train import _head_for_unused_slot
+  from rewirejax.networks import carry_task_head
 
   heads = jnp.arange(4.0)[:, None, None] * jnp.ones((4, 3, 2))  # Slot s is filled with s.
   actor = {"params": {"head_kernel": heads, "head_bias": jnp.arange(4.0)[:, None] * jnp.ones(2)}}
 
   def head_used(task, current):
-    out = _head_for_unused_slot(actor, jnp.int32(task), jnp.int32(current))["params"]
+    out = carry_task_head(actor, jnp.int32(task), jnp.int32(current))["params"]
     slot = task % 4
     return float(out["head_kernel"][slot, 0, 0]), float(out["head_bias"][slot, 0])
 
@@ -151,7 +159,7 @@ def test_a_task_not_begun_is_evaluated_with_the_newest_head():
   assert head_used(0, 1) == (0.0, 0.0)  # A finished task: its own.
   assert head_used(5, 4) == (1.0, 1.0)  # Task 5 reuses slot 1 (used by task 1): its own.
   single = {"params": {"head_kernel": heads[:1], "head_bias": jnp.ones((1, 2))}}
-  chex.assert_trees_all_equal(_head_for_unused_slot(single, jnp.int32(3), jnp.int32(0)), single)
+  chex.assert_trees_all_equal(carry_task_head(single, jnp.int32(3), jnp.int32(0)), single)
 
 
 def test_sac_learns_the_toy_task():
@@ -409,3 +417,36 @@ def test_non_finite_loss_stops_the_run_with_a_clear_error():
     FloatingPointError, match=r"loss became non-finite in task index 0, chunk 0, for seeds \[0, 1\]"
   ):
     train_sequence(cfg, TargetReachEnv(), fine_tuning(), tasks=[0], seeds=[0, 1], progress=False)
+
+
+def test_evaluation_keys_depend_on_their_arguments_alone_and_purposes_never_meet():
+  end = evaluation_keys([0, 1], "end_of_task", 2, [0, 3])
+  assert end.shape == (2, 2)
+  # The documented scheme: fold_in(fold_in(key(seed), data), eval_task).
+  expected = jax.random.fold_in(jax.random.fold_in(jax.random.key(1), 1_000_003 + 2), 3)
+  np.testing.assert_array_equal(jax.random.key_data(end[1, 1]), jax.random.key_data(expected))
+  np.testing.assert_array_equal(
+    jax.random.key_data(end), jax.random.key_data(evaluation_keys([0, 1], "end_of_task", 2, [0, 3]))
+  )
+  data = lambda k: {tuple(np.asarray(jax.random.key_data(x)).ravel()) for x in k.ravel()}  # noqa: E731
+  ends = set().union(*(data(evaluation_keys([0], "end_of_task", t, [0])) for t in range(8)))
+  curves = set().union(
+    *(data(evaluation_keys([0], "curve", t, [0], c)) for t in range(8) for c in range(20))
+  )
+  assert len(ends) == 8 and len(curves) == 8 * 20 and not ends & curves
+  with pytest.raises(ValueError, match="Unknown purpose 'eval'"):
+    evaluation_keys([0], "eval", 0, [0])
+  with pytest.raises(ValueError, match="chunk must be in"):
+    evaluation_keys([0], "curve", 0, [0], chunk=10_000)
+
+
+def test_run_task_called_directly_equals_the_driver(tmp_path):
+  """The per-task program without the driver or any callback: task 0's row of R and the
+  state after it are the driver's."""
+  env, method, seeds = TargetReachEnv(), fine_tuning(), [0, 1]
+  driven = train_sequence(SEQ, env, method, tasks=[0], seeds=seeds, progress=False)
+  program = make_task_program(SEQ, env, method, seeds)
+  record = RunRecord([0], [0], seeds, np.full((2, 1, 1), np.nan), np.full((2, 1, 0), np.nan))
+  state, row = run_task(program, SEQ, program.init(), record, task_index=0)
+  np.testing.assert_array_equal(row, driven.returns[:, 0])
+  chex.assert_trees_all_equal(state.learner.params, driven.state.learner.params)

@@ -18,7 +18,7 @@ import numpy as np
 from rewirejax import networks as networks_lib
 from rewirejax.config import RunConfig
 from rewirejax.replay import ReplayState
-from rewirejax.types import Array, Metrics, Params, PRNGKey, TaskId, Transition
+from rewirejax.types import Array, Metrics, Params, PRNGKey, TaskId
 
 MethodState = Any
 
@@ -35,7 +35,7 @@ class TrainerTools(NamedTuple):
     finetune: (agent_params, method_state, replay, task_id, key, num_updates) -> agent_params
       after ``num_updates`` more SAC updates (critic steps; fresh Adam states, the initial
       temperature, the target critic copied from the critic) on ``replay``, through the
-      method's own penalty and gradient mask (PackNet's retraining after pruning).
+      method's own losses and gradient mask (PackNet's retraining after pruning).
   """
 
   networks: networks_lib.SACNetworks
@@ -52,16 +52,17 @@ class Method(NamedTuple):
     name: registry name.
     make_networks: (observation_size, action_size, run_config) -> SACNetworks; default the
       plain MLP actor (rewiring methods build it from PermutedDense).
-    wrap_losses: (sac_losses, networks, run_config) -> SACLosses, for methods that change the
-      losses rather than add a penalty (Rewire: every mode's actor loss, distillation).
+    make_losses: (sac_losses, networks, run_config) -> SACLosses, the method's one loss
+      transform. ``sac_losses(policy)`` gives SAC's losses of a training forward ``policy``
+      (``sac.PolicyFn``); the default is ``sac_losses(networks.policy)``. A penalty on the
+      actor is ``with_actor_penalty`` (FT-L2, EWC, the alignment); Rewire takes every mode's
+      SAC loss and adds the distillation.
     act: (networks, actor_params, method_state, obs, task_id, key) -> (mu, log_std,
       method_state), the policy that collects data (Rewire: a random wiring mode per env and
       step; CSP: a subspace point per env, resampled on a schedule kept in its state).
     init: (key, agent_params) -> method_state, once per run.
     begin_task: (agent_params, method_state, task_id, key, tools) -> (agent_params,
       method_state), after the trainer's own per-task resets (``tools``: ``TrainerTools``).
-    penalty: (actor_params, method_state, batch, task_id) -> (scalar, metrics), added to the
-      actor loss (L2, EWC, distillation, alignment).
     mask_grads: (actor_grads, method_state, task_id) -> actor_grads (freezing weights).
     end_task: (agent_params, method_state, replay, task_id, key, tools) ->
       (agent_params, method_state, metrics), after training a task.
@@ -75,11 +76,10 @@ class Method(NamedTuple):
 
   name: str
   make_networks: Callable[[int, int, RunConfig], networks_lib.SACNetworks]
-  wrap_losses: Callable[..., Any]
+  make_losses: Callable[..., Any]
   act: Callable[..., tuple[Array, Array, MethodState]]
   init: Callable[[PRNGKey, networks_lib.AgentParams], MethodState]
   begin_task: Callable[..., tuple[networks_lib.AgentParams, MethodState]]
-  penalty: Callable[[Params, MethodState, Transition, TaskId], tuple[Array, Metrics]]
   mask_grads: Callable[[Params, MethodState, TaskId], Params]
   end_task: Callable[..., tuple[networks_lib.AgentParams, MethodState, Metrics]]
   eval_params: Callable[[networks_lib.AgentParams, MethodState, TaskId], Params]
@@ -94,9 +94,21 @@ def make_mlp_networks(observation_size: int, action_size: int, cfg: RunConfig):
   )
 
 
-def _wrap_losses(losses, networks, cfg):
-  del networks, cfg
-  return losses
+def _make_losses(sac_losses, networks, cfg):
+  del cfg
+  return sac_losses(networks.policy)
+
+
+def with_actor_penalty(losses, penalty: Callable[[Params, MethodState], tuple[Array, Metrics]]):
+  """``losses`` with ``penalty(actor_params, method_state) -> (scalar, metrics)`` added to the
+  actor loss, its metrics to the actor's."""
+
+  def actor(actor_params, params, method_state, batch, task_id, key):
+    loss, aux = losses.actor(actor_params, params, method_state, batch, task_id, key)
+    value, metrics = penalty(actor_params, method_state)
+    return loss + value, aux._replace(metrics={**aux.metrics, **metrics})
+
+  return losses._replace(actor=actor)
 
 
 def _act(networks, actor_params, state, obs, task_id, key):
@@ -112,11 +124,6 @@ def _init(key, params):
 def _begin_task(params, state, task_id, key, tools):
   del task_id, key, tools
   return params, state
-
-
-def _penalty(actor_params, state, batch, task_id):
-  del actor_params, state, batch, task_id
-  return jnp.float32(0.0), {}
 
 
 def _mask_grads(grads, state, task_id):
@@ -165,11 +172,10 @@ def _policy_size(actor_params, state, num_tasks):
 
 _IDENTITY_HOOKS = {
   "make_networks": make_mlp_networks,
-  "wrap_losses": _wrap_losses,
+  "make_losses": _make_losses,
   "act": _act,
   "init": _init,
   "begin_task": _begin_task,
-  "penalty": _penalty,
   "mask_grads": _mask_grads,
   "end_task": _end_task,
   "eval_params": _eval_params,

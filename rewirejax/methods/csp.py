@@ -64,7 +64,7 @@ class SubspaceActor(nn.Module):
   An input of ``observation_size + num_anchors`` features carries its own ``alpha`` per row
   (cost: one matmul per anchor); a bare observation uses the ``"subspace"`` variable
   ``alpha`` [num_anchors] (set by ``with_alpha``; anchor 0 at init), whose weights are combined
-  once. Accepts and ignores the permuted actor's extra arguments.
+  once.
   """
 
   action_size: int
@@ -73,17 +73,8 @@ class SubspaceActor(nn.Module):
   hidden_sizes: tuple[int, ...] = (256, 256, 256)
 
   @nn.compact
-  def __call__(
-    self,
-    obs: Array,
-    task_id: Array,
-    mode=0,
-    wirings=None,
-    tau=None,
-    train=False,
-    noisy_wiring=False,
-  ) -> tuple[Array, Array]:
-    del task_id, mode, wirings, tau, train, noisy_wiring
+  def __call__(self, obs: Array, task_id: Array) -> tuple[Array, Array]:
+    del task_id
     fixed = self.variable("subspace", "alpha", lambda: jax.nn.one_hot(0, self.num_anchors)).value
     per_row = obs.shape[-1] == self.observation_size + self.num_anchors
     if per_row:
@@ -182,33 +173,30 @@ def make_csp(
 
   def make_networks(observation_size, action_size, cfg):
     hidden = cfg.sac.hidden_sizes
-    return networks_lib.SACNetworks(
-      SubspaceActor(action_size, observation_size, max_tasks, hidden),
-      AlphaCritic(observation_size, max_tasks, hidden),
-    )
+    actor = SubspaceActor(action_size, observation_size, max_tasks, hidden)
+    critic = AlphaCritic(observation_size, max_tasks, hidden)
+    return networks_lib.SACNetworks(actor, critic, networks_lib.plain_policy(actor))
 
   def append(obs, alpha):
     return jnp.concatenate([obs, jnp.broadcast_to(alpha, (*obs.shape[:-1], max_tasks))], -1)
 
-  def wrap_losses(losses, networks, cfg):
-    del networks, cfg
+  def make_losses(sac_losses, networks, cfg):
+    del cfg
+    losses = sac_losses(networks.policy)
 
     def at_points(batch, alpha):
       return batch._replace(obs=append(batch.obs, alpha), next_obs=append(batch.next_obs, alpha))
 
-    def critic(critic_params, params, batch, task_id, key, mode=0, tau=None, method_state=None):
+    def critic(critic_params, params, state, batch, task_id, key):
       key_alpha, key = jax.random.split(key)
-      rows = batch.obs.shape[0]
-      alpha = acting_mixture(key_alpha, method_state.num_anchors, max_tasks, rows, peaked)
-      batch = at_points(batch, alpha)
-      return losses.critic(critic_params, params, batch, task_id, key, mode, tau, method_state)
+      alpha = acting_mixture(key_alpha, state.num_anchors, max_tasks, batch.obs.shape[0], peaked)
+      return losses.critic(critic_params, params, state, at_points(batch, alpha), task_id, key)
 
-    def actor(actor_params, params, batch, task_id, key, mode=0, tau=None, method_state=None):
+    def actor(actor_params, params, state, batch, task_id, key):
       key_alpha, key = jax.random.split(key)
       shape = batch.obs.shape[:-1]
-      alpha = sample_alpha(key_alpha, method_state.num_anchors, max_tasks, shape, peaked)
-      batch = at_points(batch, alpha)
-      return losses.actor(actor_params, params, batch, task_id, key, mode, tau, method_state)
+      alpha = sample_alpha(key_alpha, state.num_anchors, max_tasks, shape, peaked)
+      return losses.actor(actor_params, params, state, at_points(batch, alpha), task_id, key)
 
     return losses._replace(critic=critic, actor=actor)
 
@@ -307,7 +295,7 @@ def make_csp(
   return base.fine_tuning(
     "csp",
     make_networks=make_networks,
-    wrap_losses=wrap_losses,
+    make_losses=make_losses,
     act=act,
     init=init,
     begin_task=begin_task,

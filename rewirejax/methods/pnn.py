@@ -46,8 +46,6 @@ def column_pairs(num_columns: int) -> tuple[np.ndarray, np.ndarray]:
 class ProgressiveActor(nn.Module):
   """``(obs, task_id) -> (mu, log_std)`` of column ``task_id % num_columns``.
 
-  Same call signature as ``networks.Actor`` (``mode``, ``wirings``, ``tau``, ``train`` and
-  ``noisy_wiring`` are accepted and ignored), so the SAC losses and the evaluation use it as is.
 
   Parameters (C columns, P = C (C - 1) / 2 pairs, layer l, the output layer last):
     ``kernel_l`` [C, n_{l-1}, n_l], ``bias_l`` [C, n_l]; for l >= 1 the laterals into columns
@@ -60,17 +58,7 @@ class ProgressiveActor(nn.Module):
   hidden_sizes: tuple[int, ...] = (PNN_WIDTH,) * 3
 
   @nn.compact
-  def __call__(
-    self,
-    obs: Array,
-    task_id: Array,
-    mode=0,
-    wirings=None,
-    tau=None,
-    train=False,
-    noisy_wiring=False,
-  ) -> tuple[Array, Array]:
-    del mode, wirings, tau, train, noisy_wiring
+  def __call__(self, obs: Array, task_id: Array) -> tuple[Array, Array]:
     pair_k, pair_j = column_pairs(self.num_columns)
     laterals = len(pair_k) > 0
     sizes = (*self.hidden_sizes, 2 * self.action_size)
@@ -137,7 +125,8 @@ def make_pnn(max_tasks: int, width: int = PNN_WIDTH) -> base.Method:
     del observation_size
     depth = len(cfg.sac.hidden_sizes)
     actor = ProgressiveActor(action_size, max_tasks, (width,) * depth)
-    return networks_lib.SACNetworks(actor, networks_lib.TwinCritic(cfg.sac.hidden_sizes))
+    critic = networks_lib.TwinCritic(cfg.sac.hidden_sizes)
+    return networks_lib.SACNetworks(actor, critic, networks_lib.plain_policy(actor))
 
   def mask_grads(grads, state, task_id):
     del state

@@ -116,10 +116,13 @@ def _anchored(name: str, coef: float, fisher_samples: int | None, copies: int) -
     coefs = AnchorCoefs(jnp.float32(coef))
     return AnchorState(anchor=zeros, importance=zeros, active=jnp.bool_(False), coefs=coefs)
 
-  def penalty(actor_params, state, batch, task_id):
-    del batch, task_id
+  def penalty(actor_params, state):
     value = quadratic_penalty(actor_params, state)
     return value, {f"{name}/penalty": value}
+
+  def make_losses(sac_losses, networks, cfg):
+    del cfg
+    return base.with_actor_penalty(sac_losses(networks.policy), penalty)
 
   def end_task(params, state, replay, task_id, key, tools):
     if fisher_samples is None:
@@ -135,7 +138,7 @@ def _anchored(name: str, coef: float, fisher_samples: int | None, copies: int) -
     return copies * base.actor_size(actor_params, num_tasks)
 
   return base.fine_tuning(
-    name, init=init, penalty=penalty, end_task=end_task, policy_size=policy_size
+    name, init=init, make_losses=make_losses, end_task=end_task, policy_size=policy_size
   )
 
 

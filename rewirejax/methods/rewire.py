@@ -25,6 +25,7 @@ The actor's hidden layers are ``PermutedDense`` with K score rows (modes). Per t
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -32,9 +33,8 @@ import jax.numpy as jnp
 
 from rewirejax import layers
 from rewirejax import networks as networks_lib
-from rewirejax.config import RewireConfig, RunConfig
+from rewirejax.config import RewireConfig
 from rewirejax.methods import base
-from rewirejax.networks import head_slot
 from rewirejax.sac import SACLosses
 from rewirejax.types import Array, Params
 
@@ -206,6 +206,15 @@ def alignment_loss(
   return total
 
 
+def alignment_penalty(
+  actor_params: Params, state: RewireState, rc: RewireConfig
+) -> tuple[Array, dict[str, Array]]:
+  """``beta L_SP`` (Eq. 11) from the second task on (zero in the first), and its metric."""
+  active = (state.finished_tasks > 0).astype(jnp.float32)
+  loss = alignment_loss(actor_params, state.anchor, rc.align_tau, rc.align, rc.align_loss)
+  return state.coefs.align_coef * active * loss, {"rewire/align": loss}
+
+
 def distillation(
   mu_teacher: Array, log_std_teacher: Array, mu: Array, log_std: Array, kind: str
 ) -> Array:
@@ -227,251 +236,258 @@ def distillation(
 
 
 def make_rewire(max_tasks: int, rc: RewireConfig = RewireConfig(), name: str = "rewire"):
-  """The rewiring method with options ``rc``."""
+  """The rewiring method with options ``rc``: the hooks below, bound to ``rc`` and the number
+  of wiring slots (one per task, or ``rc.task_slots``)."""
   rc.validate()
-  num_modes = rc.num_modes
-  num_slots = rc.task_slots or max_tasks
-  default_coefs = RewireCoefs(*(jnp.float32(x) for x in (rc.distill_coef, rc.align_coef, rc.tau)))
-
-  def coefs_of(state):  # Outside the trainer (no state): the config's values.
-    return default_coefs if state is None else state.coefs
-
-  def make_networks(observation_size: int, action_size: int, cfg: RunConfig):
-    if len(set(cfg.sac.hidden_sizes)) != 1:
-      raise ValueError(f"rewire needs equal hidden widths, got {cfg.sac.hidden_sizes}.")
-    return networks_lib.make_sac_networks(
-      observation_size,
-      action_size,
-      num_slots,
-      cfg.sac.hidden_sizes,
-      num_modes=num_modes,
-      tau=rc.tau,
-      permuted=True,
-      alignment_adapters=rc.align,
-      gumbel_noise=rc.gumbel_noise,
-      dropout=rc.dropout,
-    )
-
-  def init(key, params):
-    actor = params.actor
-    wiring = mode_wirings(actor, 0)
-    num_layers, width = wiring.shape
-    return RewireState(
-      wirings=jnp.broadcast_to(wiring, (num_slots, num_layers, width)),
-      cached=jnp.zeros(num_slots, bool),
-      anchor=hidden_weights(actor),
-      start_head=_head(actor, jnp.int32(0)),
-      start_wiring=wiring,
-      start_return=jnp.float32(-jnp.inf),
-      mode_returns=jnp.zeros(num_modes),
-      chosen_mode=jnp.int32(0),
-      coefs=default_coefs,
-      training_task=jnp.int32(-1),
-      finished_tasks=jnp.int32(0),
-      eval_key=jax.random.key_data(key),
-    )
-
-  def begin_task(params, state, task_id, key, tools):
-    """Start from the slot's cached wiring (a repeated task) or the current one, spacing reset;
-    adapters at identity; remember the start for a rollback (from the second task on: the
-    first task's start is the random initialisation)."""
-    actor = params.actor
-    slot = task_id % num_slots
-    start_wiring = jnp.where(state.cached[slot], state.wirings[slot], mode_wirings(actor, 0))
-    actor = reset_adapters(with_wirings(actor, start_wiring))
-    start_return = jnp.float32(-jnp.inf)
-    if rc.rollback_if_worse:
-      measured = tools.evaluate(actor, task_id, key)
-      start_return = jnp.where(state.finished_tasks > 0, measured, start_return)
-    state = state._replace(
-      eval_key=jax.random.key_data(key),
-      start_head=_head(actor, task_id),
-      start_wiring=start_wiring,
-      start_return=start_return,
-      training_task=jnp.asarray(task_id, jnp.int32),
-    )
-    return params._replace(actor=actor), state
-
-  def act(networks, actor_params, state, obs, task_id, key):
-    """Each env acts with its own random mode this step, or all envs with one
-    (``mode_per_env=False``, the reference's); dropout on, if any; hard wirings."""
-    key_modes, key_dropout = jax.random.split(key)
-
-    def policy(mode):
-      return networks.actor.apply(
-        actor_params, obs, task_id, mode, train=True, rngs={"dropout": key_dropout}
-      )
-
-    if num_modes == 1:
-      return (*policy(0), state)
-    mu, log_std = jax.vmap(policy)(jnp.arange(num_modes))  # [K, B, A]
-    modes = jax.random.randint(key_modes, obs.shape[:1] if rc.mode_per_env else (), 0, num_modes)
-    modes = jnp.broadcast_to(modes, obs.shape[:1])
-    rows = jnp.arange(obs.shape[0])
-    return mu[modes, rows], log_std[modes, rows], state
-
-  def wrap_losses(losses: SACLosses, networks, cfg: RunConfig) -> SACLosses:
-    del cfg
-
-    def critic_loss(critic_params, params, batch, task_id, key, mode=0, tau=None, **kw):
-      """The target's next action comes from a random mode (the reference's choice)."""
-      del mode, tau, kw
-      mode = jax.random.randint(jax.random.fold_in(key, 1), (), 0, num_modes)
-      return losses.critic(critic_params, params, batch, task_id, key, mode)
-
-    # The training forward equals the plain one when it adds no noise: then a mode's student
-    # outputs serve as the teacher of another mode, and "all" needs no extra forward passes.
-    # (``make_networks`` above builds the actor's noise and dropout from the same ``rc``.)
-    noiseless_training = rc.gumbel_noise == 0 and rc.dropout == 0
-
-    def student(actor_params, params, batch, task_id, key, mode, coefs):
-      # Each mode draws its own action noise: with shared noise, modes that start equal (all
-      # of them, at identity) would get equal gradients and never part.
-      key_mode = jax.random.fold_in(key, 1000 + mode)
-      return losses.actor(actor_params, params, batch, task_id, key_mode, mode, coefs.tau)
-
-    def teacher_of(key, mode):
-      """A random mode other than ``mode``."""
-      offset = jax.random.randint(jax.random.fold_in(key, 2 + mode), (), 1, num_modes)
-      return (mode + offset) % num_modes
-
-    def with_distillation(loss, aux, teacher_out, coefs):
-      distill = distillation(*teacher_out, aux.mu, aux.log_std, rc.distill)
-      metrics = {**aux.metrics, "rewire/distill": distill}
-      return loss + coefs.distill_coef * distill, aux._replace(metrics=metrics)
-
-    def actor_loss(actor_params, params, batch, task_id, key, mode=0, tau=None, method_state=None):
-      """Mean over all K modes (vmapped) or one random mode of (SAC loss + distillation)."""
-      del mode, tau
-      coefs = coefs_of(method_state)
-
-      def teacher_forward(teacher):
-        """The reference's teacher: train mode (dropout, if any), no Gumbel noise."""
-        return networks.actor.apply(
-          actor_params,
-          batch.obs,
-          task_id,
-          teacher,
-          train=True,
-          rngs={"dropout": jax.random.fold_in(key, 3000 + teacher)},
-        )
-
-      if rc.mode_update == "sample" or num_modes == 1:
-        mode = 0
-        if num_modes > 1:
-          mode = jax.random.randint(jax.random.fold_in(key, 1), (), 0, num_modes)
-        loss, aux = student(actor_params, params, batch, task_id, key, mode, coefs)
-        if num_modes == 1:  # No other mode to distil from.
-          return loss, aux._replace(metrics={**aux.metrics, "rewire/distill": jnp.float32(0.0)})
-        teacher_out = teacher_forward(teacher_of(key, mode))
-        return with_distillation(loss, aux, teacher_out, coefs)
-      modes = jnp.arange(num_modes)
-      loss, aux = jax.vmap(lambda k: student(actor_params, params, batch, task_id, key, k, coefs))(
-        modes
-      )
-      teachers = jax.vmap(lambda k: teacher_of(key, k))(modes)
-      if noiseless_training:
-        teacher_out = (aux.mu[teachers], aux.log_std[teachers])
-      else:
-        teacher_out = jax.vmap(teacher_forward)(teachers)
-      loss, aux = jax.vmap(lambda *a: with_distillation(*a, coefs))(loss, aux, teacher_out)
-      return jnp.mean(loss), jax.tree.map(lambda x: jnp.mean(x, axis=0), aux)
-
-    return SACLosses(critic_loss, actor_loss, losses.alpha)
-
-  def penalty(actor_params, state, batch, task_id):
-    del batch, task_id
-    active = (state.finished_tasks > 0).astype(jnp.float32)  # From the second task on.
-    loss = alignment_loss(actor_params, state.anchor, rc.align_tau, rc.align, rc.align_loss)
-    return state.coefs.align_coef * active * loss, {"rewire/align": loss}
-
-  def end_task(params, state, replay, task_id, key, tools):
-    del replay, key
-    actor = params.actor
-    # Every mode on the episodes the start of the task was measured on.
-    key = jax.random.wrap_key_data(state.eval_key)
-    mode_returns = jax.vmap(lambda k: tools.evaluate(select_mode(actor, k), task_id, key))(
-      jnp.arange(num_modes)
-    )
-    best = jnp.argmax(mode_returns)
-    chosen = select_mode(actor, best)
-    rolled_back = jnp.bool_(False)
-    if rc.rollback_if_worse:
-      rolled_back = jnp.max(mode_returns) < state.start_return
-      restored = _rollback(actor, state, task_id)
-      chosen = jax.tree.map(lambda r, c: jnp.where(rolled_back, r, c), restored, chosen)
-    wiring = mode_wirings(chosen, 0)
-    wirings = state.wirings
-    if rc.align:  # Eq. 12; the identity adapters of a rollback change nothing.
-      refined = refine_wirings(wirings, *adapter_orders(chosen))
-      wirings = jnp.where(state.cached[:, None, None], refined, wirings)
-    cached = state.cached
-    if rc.cache_wirings:
-      slot = task_id % num_slots
-      wirings, cached = wirings.at[slot].set(wiring), cached.at[slot].set(True)
-    actor = reset_adapters(with_wirings(chosen, wiring))
-    state = state._replace(
-      wirings=wirings,
-      cached=cached,
-      anchor=hidden_weights(actor),
-      mode_returns=mode_returns,
-      chosen_mode=jnp.where(rolled_back, -1, best).astype(jnp.int32),
-      training_task=jnp.int32(-1),
-      finished_tasks=state.finished_tasks + 1,
-    )
-    metrics = {"rewire/mode_returns": mode_returns, "rewire/rolled_back": rolled_back}
-    return params._replace(actor=actor), state, metrics
-
-  def eval_params(params, state, task_id):
-    slot = task_id % num_slots
-    use_cache = state.cached[slot] & (task_id != state.training_task)
-    cached = with_wirings(params.actor, state.wirings[slot])
-    return jax.tree.map(lambda c, a: jnp.where(use_cache, c, a), cached, params.actor)
-
-  def policy_size(actor_params, state, num_tasks):
-    """The paper's count: the actor (hidden weights, K score rows, adapters, the heads used),
-    the previous task's weights M, one head and one wiring kept for a rollback, and the cached
-    wirings of the slots used."""
-    num_layers, width = state.wirings.shape[1:]
-    slots_used = min(max(num_tasks, 1), num_slots) if rc.cache_wirings else 0
-    one_head = base.num_params(state.start_head)
-    return (
-      base.actor_size(actor_params, num_tasks)
-      + base.num_params(state.anchor)
-      + one_head
-      + (slots_used + 1) * num_layers * width
-    )
-
+  slots = rc.task_slots or max_tasks
   return base.fine_tuning(
     name,
-    make_networks=make_networks,
-    wrap_losses=wrap_losses,
-    act=act,
-    init=init,
-    begin_task=begin_task,
-    penalty=penalty,
-    end_task=end_task,
-    eval_params=eval_params,
-    policy_size=policy_size,
+    make_networks=functools.partial(make_networks, rc, slots),
+    make_losses=functools.partial(make_losses, rc),
+    act=functools.partial(act, rc),
+    init=functools.partial(init, rc, slots),
+    begin_task=functools.partial(begin_task, rc, slots),
+    end_task=functools.partial(end_task, rc, slots),
+    eval_params=functools.partial(eval_params, slots),
+    policy_size=functools.partial(policy_size, rc, slots),
   )
 
 
-def _head(actor_params: Params, task_id: Array) -> tuple[Array, Array]:
-  params = actor_params["params"]
-  slot = head_slot(task_id, params["head_kernel"].shape[0])
-  return params["head_kernel"][slot], params["head_bias"][slot]
+def default_coefs(rc: RewireConfig) -> RewireCoefs:
+  return RewireCoefs(*(jnp.float32(x) for x in (rc.distill_coef, rc.align_coef, rc.tau)))
+
+
+def make_networks(rc: RewireConfig, slots: int, observation_size: int, action_size: int, cfg):
+  """The task-headed actor with K-mode ``PermutedDense`` hidden layers (and the alignment
+  adapters), one head per slot; the twin critic."""
+  if len(set(cfg.sac.hidden_sizes)) != 1:
+    raise ValueError(f"rewire needs equal hidden widths, got {cfg.sac.hidden_sizes}.")
+  return networks_lib.make_sac_networks(
+    observation_size,
+    action_size,
+    slots,
+    cfg.sac.hidden_sizes,
+    num_modes=rc.num_modes,
+    tau=rc.tau,
+    permuted=True,
+    alignment_adapters=rc.align,
+    gumbel_noise=rc.gumbel_noise,
+    dropout=rc.dropout,
+  )
+
+
+def init(rc: RewireConfig, slots: int, key, params) -> RewireState:
+  actor = params.actor
+  wiring = mode_wirings(actor, 0)
+  num_layers, width = wiring.shape
+  return RewireState(
+    wirings=jnp.broadcast_to(wiring, (slots, num_layers, width)),
+    cached=jnp.zeros(slots, bool),
+    anchor=hidden_weights(actor),
+    start_head=networks_lib.task_head(actor, jnp.int32(0)),
+    start_wiring=wiring,
+    start_return=jnp.float32(-jnp.inf),
+    mode_returns=jnp.zeros(rc.num_modes),
+    chosen_mode=jnp.int32(0),
+    coefs=default_coefs(rc),
+    training_task=jnp.int32(-1),
+    finished_tasks=jnp.int32(0),
+    eval_key=jax.random.key_data(key),
+  )
+
+
+def begin_task(rc: RewireConfig, slots: int, params, state: RewireState, task_id, key, tools):
+  """Start from the slot's cached wiring (a repeated task) or the current one, spacing reset;
+  adapters at identity; remember the start for a rollback (from the second task on: the first
+  task's start is the random initialisation)."""
+  actor = params.actor
+  slot = task_id % slots
+  start_wiring = jnp.where(state.cached[slot], state.wirings[slot], mode_wirings(actor, 0))
+  actor = reset_adapters(with_wirings(actor, start_wiring))
+  start_return = jnp.float32(-jnp.inf)
+  if rc.rollback_if_worse:
+    measured = tools.evaluate(actor, task_id, key)
+    start_return = jnp.where(state.finished_tasks > 0, measured, start_return)
+  state = state._replace(
+    eval_key=jax.random.key_data(key),
+    start_head=networks_lib.task_head(actor, task_id),
+    start_wiring=start_wiring,
+    start_return=start_return,
+    training_task=jnp.asarray(task_id, jnp.int32),
+  )
+  return params._replace(actor=actor), state
+
+
+def act(rc: RewireConfig, networks, actor_params, state, obs, task_id, key):
+  """Multi-mode acting (Sec. 3.3): each env acts with its own random mode this step, or all
+  envs with one (``mode_per_env=False``, the reference's); dropout on, if any; hard wirings."""
+  key_modes, key_dropout = jax.random.split(key)
+
+  def policy(mode):
+    return networks.actor.apply(
+      actor_params, obs, task_id, mode, train=True, rngs={"dropout": key_dropout}
+    )
+
+  if rc.num_modes == 1:
+    return (*policy(0), state)
+  mu, log_std = jax.vmap(policy)(jnp.arange(rc.num_modes))  # [K, B, A]
+  modes = jax.random.randint(key_modes, obs.shape[:1] if rc.mode_per_env else (), 0, rc.num_modes)
+  modes = jnp.broadcast_to(modes, obs.shape[:1])
+  rows = jnp.arange(obs.shape[0])
+  return mu[modes, rows], log_std[modes, rows], state
+
+
+def make_losses(rc: RewireConfig, sac_losses, networks, cfg) -> SACLosses:
+  """SAC's losses over the K modes with the distillation between them (Sec. 3.3), plus the
+  alignment ``beta L_SP`` (Sec. 3.4)."""
+  del cfg
+  num_modes = rc.num_modes
+
+  def of_mode(mode, tau=None) -> SACLosses:
+    return sac_losses(networks_lib.training_forward(networks.actor, mode, tau))
+
+  def critic_loss(critic_params, params, state, batch, task_id, key):
+    """The target's next action comes from a random mode (the reference's choice)."""
+    mode = jax.random.randint(jax.random.fold_in(key, 1), (), 0, num_modes)
+    return of_mode(mode).critic(critic_params, params, state, batch, task_id, key)
+
+  def student(actor_params, params, state, batch, task_id, key, mode, coefs):
+    # Each mode draws its own action noise: with shared noise, modes that start equal (all of
+    # them, at identity) would get equal gradients and never part.
+    key_mode = jax.random.fold_in(key, 1000 + mode)
+    losses = of_mode(mode, coefs.tau)
+    return losses.actor(actor_params, params, state, batch, task_id, key_mode)
+
+  def actor_loss(actor_params, params, state, batch, task_id, key):
+    """Mean over all K modes (vmapped) or one random mode of (SAC loss + distillation)."""
+    coefs = default_coefs(rc) if state is None else state.coefs  # None: outside the trainer.
+    args = (actor_params, params, state, batch, task_id, key)
+    loss_of_mode = functools.partial(student, *args, coefs=coefs)
+    teacher = functools.partial(_teacher_forward, networks, actor_params, batch.obs, task_id, key)
+    if rc.mode_update == "sample" or num_modes == 1:
+      return _one_mode_loss(rc, loss_of_mode, teacher, key, coefs)
+    return _all_modes_loss(rc, loss_of_mode, teacher, key, coefs)
+
+  losses = SACLosses(critic_loss, actor_loss, sac_losses(networks.policy).alpha)
+  return base.with_actor_penalty(losses, lambda actor, state: alignment_penalty(actor, state, rc))
+
+
+def _teacher_forward(networks, actor_params, obs, task_id, key, teacher):
+  """The reference's distillation teacher: mode ``teacher`` in train mode (dropout, if any),
+  no Gumbel noise."""
+  dropout_key = jax.random.fold_in(key, 3000 + teacher)
+  return networks.actor.apply(
+    actor_params, obs, task_id, teacher, train=True, rngs={"dropout": dropout_key}
+  )
+
+
+def _teacher_of(num_modes: int, key, mode):
+  """A random mode other than ``mode``."""
+  offset = jax.random.randint(jax.random.fold_in(key, 2 + mode), (), 1, num_modes)
+  return (mode + offset) % num_modes
+
+
+def _with_distillation(rc: RewireConfig, loss, aux, teacher_out, coefs):
+  """The mode's SAC loss plus ``alpha D(pi_teacher || pi_mode)`` (Eq. 6)."""
+  distill = distillation(*teacher_out, aux.mu, aux.log_std, rc.distill)
+  metrics = {**aux.metrics, "rewire/distill": distill}
+  return loss + coefs.distill_coef * distill, aux._replace(metrics=metrics)
+
+
+def _one_mode_loss(rc: RewireConfig, loss_of_mode, teacher, key, coefs):
+  """``mode_update="sample"`` (or K = 1): one random mode's SAC loss and distillation."""
+  mode = 0
+  if rc.num_modes > 1:
+    mode = jax.random.randint(jax.random.fold_in(key, 1), (), 0, rc.num_modes)
+  loss, aux = loss_of_mode(mode=mode)
+  if rc.num_modes == 1:  # No other mode to distil from.
+    return loss, aux._replace(metrics={**aux.metrics, "rewire/distill": jnp.float32(0.0)})
+  teacher_out = teacher(_teacher_of(rc.num_modes, key, mode))
+  return _with_distillation(rc, loss, aux, teacher_out, coefs)
+
+
+def _all_modes_loss(rc: RewireConfig, loss_of_mode, teacher, key, coefs):
+  """``mode_update="all"``: the mean over the K modes (vmapped) of SAC loss + distillation.
+  When the training forward adds no noise it equals the plain one, so a mode's student
+  outputs serve as another mode's teacher, with no extra forward passes."""
+  modes = jnp.arange(rc.num_modes)
+  loss, aux = jax.vmap(lambda k: loss_of_mode(mode=k))(modes)
+  teachers = jax.vmap(lambda k: _teacher_of(rc.num_modes, key, k))(modes)
+  if rc.gumbel_noise == 0 and rc.dropout == 0:  # ``make_networks`` builds noise from ``rc``.
+    teacher_out = (aux.mu[teachers], aux.log_std[teachers])
+  else:
+    teacher_out = jax.vmap(teacher)(teachers)
+  loss, aux = jax.vmap(lambda *a: _with_distillation(rc, *a, coefs))(loss, aux, teacher_out)
+  return jnp.mean(loss), jax.tree.map(lambda x: jnp.mean(x, axis=0), aux)
+
+
+def end_task(rc: RewireConfig, slots: int, params, state: RewireState, replay, task_id, key, tools):
+  """Keep the best mode (or roll back to the task's start), refine every cached wiring by the
+  adapters (Eq. 12), cache the kept wiring in the task's slot, and make the weights M."""
+  del replay, key
+  actor = params.actor
+  # Every mode on the episodes the start of the task was measured on.
+  key = jax.random.wrap_key_data(state.eval_key)
+  mode_returns = jax.vmap(lambda k: tools.evaluate(select_mode(actor, k), task_id, key))(
+    jnp.arange(rc.num_modes)
+  )
+  best = jnp.argmax(mode_returns)
+  chosen = select_mode(actor, best)
+  rolled_back = jnp.bool_(False)
+  if rc.rollback_if_worse:
+    rolled_back = jnp.max(mode_returns) < state.start_return
+    restored = _rollback(actor, state, task_id)
+    chosen = jax.tree.map(lambda r, c: jnp.where(rolled_back, r, c), restored, chosen)
+  wiring = mode_wirings(chosen, 0)
+  wirings = state.wirings
+  if rc.align:  # Eq. 12; the identity adapters of a rollback change nothing.
+    refined = refine_wirings(wirings, *adapter_orders(chosen))
+    wirings = jnp.where(state.cached[:, None, None], refined, wirings)
+  cached = state.cached
+  if rc.cache_wirings:
+    slot = task_id % slots
+    wirings, cached = wirings.at[slot].set(wiring), cached.at[slot].set(True)
+  actor = reset_adapters(with_wirings(chosen, wiring))
+  state = state._replace(
+    wirings=wirings,
+    cached=cached,
+    anchor=hidden_weights(actor),
+    mode_returns=mode_returns,
+    chosen_mode=jnp.where(rolled_back, -1, best).astype(jnp.int32),
+    training_task=jnp.int32(-1),
+    finished_tasks=state.finished_tasks + 1,
+  )
+  metrics = {"rewire/mode_returns": mode_returns, "rewire/rolled_back": rolled_back}
+  return params._replace(actor=actor), state, metrics
+
+
+def eval_params(slots: int, params, state: RewireState, task_id):
+  """Task ``task_id`` is evaluated with the current weights and its slot's cached wiring
+  (the current scores while it trains, or before its slot holds one)."""
+  slot = task_id % slots
+  use_cache = state.cached[slot] & (task_id != state.training_task)
+  cached = with_wirings(params.actor, state.wirings[slot])
+  return jax.tree.map(lambda c, a: jnp.where(use_cache, c, a), cached, params.actor)
+
+
+def policy_size(rc: RewireConfig, slots: int, actor_params, state: RewireState, num_tasks):
+  """The paper's count: the actor (hidden weights, K score rows, adapters, the heads used),
+  the previous task's weights M, one head and one wiring kept for a rollback, and the cached
+  wirings of the slots used."""
+  num_layers, width = state.wirings.shape[1:]
+  slots_used = min(max(num_tasks, 1), slots) if rc.cache_wirings else 0
+  one_head = base.num_params(state.start_head)
+  return (
+    base.actor_size(actor_params, num_tasks)
+    + base.num_params(state.anchor)
+    + one_head
+    + (slots_used + 1) * num_layers * width
+  )
 
 
 def _rollback(actor_params: Params, state: RewireState, task_id: Array) -> Params:
   """The actor at the start of the task: weights M, the start head and wiring, identity
   adapters (other heads were frozen, so they are unchanged)."""
   actor = _replace_layers(actor_params, state.anchor)
-  params = actor["params"]
-  slot = head_slot(task_id, params["head_kernel"].shape[0])
-  kernel, bias = state.start_head
-  params = {
-    **params,
-    "head_kernel": params["head_kernel"].at[slot].set(kernel),
-    "head_bias": params["head_bias"].at[slot].set(bias),
-  }
-  return reset_adapters(with_wirings({**actor, "params": params}, state.start_wiring))
+  actor = networks_lib.with_task_head(actor, task_id, state.start_head)
+  return reset_adapters(with_wirings(actor, state.start_wiring))
