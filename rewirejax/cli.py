@@ -115,20 +115,11 @@ def _parser() -> argparse.ArgumentParser:
 def sweep_command(args: argparse.Namespace) -> int:
   """Runs the grid, writes ``<out>/<scenario>/<method>.json`` and prints a ranked table."""
   from rewirejax import logging as logs
-  from rewirejax import references
   from rewirejax.envs.scenarios import get_scenario, make_scenario_env
   from rewirejax.methods import make_method
-  from rewirejax.metrics import normalize
   from rewirejax.sweep import run_sweep
 
-  grid = {k: getattr(args, k) for k in ("alpha", "beta", "tau", "coef") if getattr(args, k)}
-  if not grid:
-    raise ValueError("give at least one of --alpha, --beta, --tau, --coef to sweep.")
-  negative = {k: v for k, values in grid.items() for v in values if v < 0}
-  if negative:
-    raise ValueError(f"swept coefficients must be >= 0, got {negative}.")
-  if any(v <= 0 for v in grid.get("tau", [])):
-    raise ValueError(f"swept tau values must be > 0, got {grid['tau']}.")
+  grid = _sweep_grid(args)
   module = _preset_module(args.preset)
   _apply_sweep_protocol(args, module)
   if args.seeds < 1:
@@ -151,58 +142,13 @@ def sweep_command(args: argparse.Namespace) -> int:
     )
   method = make_method(args.method, cfg, **options)
   env = make_scenario_env(scenario, cfg.backend)
-  out = args.out / args.scenario
-  # Checkpoints in <out>/<scenario>/<method>/: the same command resumes a killed sweep; the
-  # folder refuses a sweep of other settings (the lanes would not match).
-  run_dir = out / args.method
-  settings = {
-    "protocol": args.protocol,
-    "grid": grid,
-    "seeds": args.seeds,
-    "rewire_preset": args.rewire_preset,
-    "sac_settings": args.sac,
-    "budget": args.budget,
-    "backend": cfg.backend,
-    "num_envs": cfg.sac.num_envs,
-    "eval_envs": cfg.num_eval_envs,
-  }
-  marker = run_dir / "sweep.json"
-  if marker.exists() and json.loads(marker.read_text()) != json.loads(json.dumps(settings)):
-    raise ValueError(
-      f"{run_dir} holds a sweep of other settings ({marker.read_text().strip()}); "
-      "remove it or choose another --out."
-    )
-  run_dir.mkdir(parents=True, exist_ok=True)
-  logs.write_json_atomic(marker, settings)
+  run_dir = _sweep_run_dir(args, cfg, grid)
   start = time.perf_counter()
-  result = run_sweep(
-    cfg,
-    env,
-    method,
-    range(len(scenario.tasks)),
-    grid,
-    range(args.seeds),
-    out_dir=run_dir,
-    resume=True,
-    progress=not args.no_progress,
-  )
-  final = result.returns[:, :, -1, :]  # [points, seeds, eval tasks]
-  label = "final return (mean over tasks)"
-  try:
-    ref = references.load_reference(
-      references.DEFAULT_DIR, args.scenario, cfg.backend, args.budget, args.sac
-    )
-    ref_returns = np.asarray(ref["final_returns"], dtype=float)
-    final = normalize(final, ref_returns)  # NaN, so left out, where SAC-N's return is <= 0.
-    label = "performance (SAC-N = 1)"
-    skipped = np.flatnonzero(ref_returns <= 0).tolist()
-    if skipped:
-      label += "*"
-      print(f"*: SAC-N's return is not positive on tasks {skipped}, left out of the average.")
-  except ValueError as error:
-    print(f"Raw returns: {error}")
-  per_lane = np.nanmean(final, axis=-1)  # [points, seeds]
-  path = out / f"{args.method}.json"
+  tasks, seeds = range(len(scenario.tasks)), range(args.seeds)
+  kwargs = {"out_dir": run_dir, "resume": True, "progress": not args.no_progress}
+  result = run_sweep(cfg, env, method, tasks, grid, seeds, **kwargs)
+  per_lane, label = _sweep_scores(args, cfg, result.returns[:, :, -1, :])
+  path = args.out / args.scenario / f"{args.method}.json"
   logs.write_json_atomic(
     path,
     {
@@ -231,6 +177,70 @@ def sweep_command(args: argparse.Namespace) -> int:
     print(f"{point:40} {np.nanmean(lane):.3f} ± {np.nanstd(lane):.3f}")
   print(f"Wrote {path} ({time.perf_counter() - start:.0f} s).")
   return 0
+
+
+def _sweep_grid(args: argparse.Namespace) -> dict[str, list[float]]:
+  """The swept coefficients' values, checked: at least one, none negative, tau > 0."""
+  grid = {k: getattr(args, k) for k in ("alpha", "beta", "tau", "coef") if getattr(args, k)}
+  if not grid:
+    raise ValueError("give at least one of --alpha, --beta, --tau, --coef to sweep.")
+  negative = {k: v for k, values in grid.items() for v in values if v < 0}
+  if negative:
+    raise ValueError(f"swept coefficients must be >= 0, got {negative}.")
+  if any(v <= 0 for v in grid.get("tau", [])):
+    raise ValueError(f"swept tau values must be > 0, got {grid['tau']}.")
+  return grid
+
+
+def _sweep_run_dir(args: argparse.Namespace, cfg: RunConfig, grid) -> pathlib.Path:
+  """``<out>/<scenario>/<method>/``, the sweep's checkpoints: the same command resumes a killed
+  sweep, and the folder refuses a sweep of other settings (the lanes would not match)."""
+  from rewirejax import logging as logs
+
+  run_dir = args.out / args.scenario / args.method
+  settings = {
+    "protocol": args.protocol,
+    "grid": grid,
+    "seeds": args.seeds,
+    "rewire_preset": args.rewire_preset,
+    "sac_settings": args.sac,
+    "budget": args.budget,
+    "backend": cfg.backend,
+    "num_envs": cfg.sac.num_envs,
+    "eval_envs": cfg.num_eval_envs,
+  }
+  marker = run_dir / "sweep.json"
+  if marker.exists() and json.loads(marker.read_text()) != json.loads(json.dumps(settings)):
+    raise ValueError(
+      f"{run_dir} holds a sweep of other settings ({marker.read_text().strip()}); "
+      "remove it or choose another --out."
+    )
+  run_dir.mkdir(parents=True, exist_ok=True)
+  logs.write_json_atomic(marker, settings)
+  return run_dir
+
+
+def _sweep_scores(args: argparse.Namespace, cfg: RunConfig, final) -> tuple[np.ndarray, str]:
+  """Each lane's score [points, seeds] from the final returns [points, seeds, eval tasks]:
+  normalised by SAC-N's where a reference of these settings exists, else raw; and its label."""
+  from rewirejax import references
+  from rewirejax.metrics import normalize
+
+  label = "final return (mean over tasks)"
+  try:
+    ref = references.load_reference(
+      references.DEFAULT_DIR, args.scenario, cfg.backend, args.budget, args.sac
+    )
+    ref_returns = np.asarray(ref["final_returns"], dtype=float)
+    final = normalize(final, ref_returns)  # NaN, so left out, where SAC-N's return is <= 0.
+    label = "performance (SAC-N = 1)"
+    skipped = np.flatnonzero(ref_returns <= 0).tolist()
+    if skipped:
+      label += "*"
+      print(f"*: SAC-N's return is not positive on tasks {skipped}, left out of the average.")
+  except ValueError as error:
+    print(f"Raw returns: {error}")
+  return np.nanmean(final, axis=-1), label
 
 
 # The sweep's defaults without --protocol (its own seed count, 3, not the paper protocol's 10).

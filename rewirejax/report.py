@@ -102,14 +102,23 @@ def _mean_std(x: np.ndarray, digits: int = 2, mark: str = "") -> str:
 
 
 def build_tables(results: list[dict[str, Any]], reference_dir: pathlib.Path) -> tuple[str, str]:
-  """(Markdown, CSV) of the domain table and the per-scenario table."""
+  """(Markdown, CSV) of the domain table, the per-scenario table and the ablation ladder."""
   rows, notes = [], []
   for result in results:
     summary = summarize_result(result, reference_dir)
     rows.append((result, summary))
     notes += [f"{result['scenario']} / {result['method']}: {n}" for n in summary.notes]
+  out = io.StringIO()
+  _write_domain_table(out, rows)
+  csv_text = _write_scenario_table(out, rows)
+  _write_ladder(out, rows)
+  if notes:
+    out.write("\nNotes:\n" + "".join(f"- {n}\n" for n in notes))
+  return out.getvalue(), csv_text
 
-  # Table 1: per method and domain, the per-seed average over the domain's scenarios.
+
+def _write_domain_table(out: io.StringIO, rows) -> None:
+  """Table 1: per method and domain, the per-seed average over the domain's scenarios."""
   per_domain = defaultdict(lambda: defaultdict(list))
   for result, summary in rows:
     entry = per_domain[(result["method"], result["env_name"])]
@@ -117,8 +126,6 @@ def build_tables(results: list[dict[str, Any]], reference_dir: pathlib.Path) -> 
     entry["partial"].append(summary.excluded_tasks)
     entry["size"].append(summary.model_size)
   domains = [d for d in DOMAINS if any(r["env_name"] == d for r, _ in rows)]
-  methods = sorted({r["method"] for r, _ in rows})
-  out = io.StringIO()
   settings = sorted(
     {(r["backend"], float(r["budget"]), len(r["seeds"]), _sac_settings(r)) for r, _ in rows}
   )
@@ -130,7 +137,7 @@ def build_tables(results: list[dict[str, Any]], reference_dir: pathlib.Path) -> 
   )
   out.write("| method | " + " | ".join(f"{DOMAINS[d]} perf | size" for d in domains) + " |\n")
   out.write("|---|" + "---|---|" * len(domains) + "\n")
-  for method in methods:
+  for method in sorted({r["method"] for r, _ in rows}):
     cells = []
     for d in domains:
       entry = per_domain.get((method, d))
@@ -147,24 +154,33 @@ def build_tables(results: list[dict[str, Any]], reference_dir: pathlib.Path) -> 
     "settings, or SAC-N's return is not positive on half the tasks or more. *: SAC-N's "
     "return is not positive on some task, which is left out (the notes below say which): not "
     "the paper's metric."
+  )
+
+
+_SCENARIO_HEADER = [
+  "scenario",
+  "method",
+  "performance",
+  "forgetting",
+  "forward transfer",
+  "final return",
+  "raw forgetting",
+  "model size",
+  "seeds",
+  "budget",
+  "backend",
+  "SAC",
+  "wall s",
+]
+
+
+def _write_scenario_table(out: io.StringIO, rows) -> str:
+  """The per-scenario table in Markdown to ``out``; returns the same table as CSV."""
+  out.write(
     "\n\n## Per scenario\n\nForgetting and forward transfer are normalised by SAC-N; final "
     "return and raw forgetting are in returns.\n\n"
   )
-  header = [
-    "scenario",
-    "method",
-    "performance",
-    "forgetting",
-    "forward transfer",
-    "final return",
-    "raw forgetting",
-    "model size",
-    "seeds",
-    "budget",
-    "backend",
-    "SAC",
-    "wall s",
-  ]
+  header = _SCENARIO_HEADER
   out.write("| " + " | ".join(header) + " |\n|" + "---|" * len(header) + "\n")
   table = io.StringIO()
   writer = csv.writer(table)
@@ -188,20 +204,23 @@ def build_tables(results: list[dict[str, Any]], reference_dir: pathlib.Path) -> 
     ]
     out.write("| " + " | ".join(cells) + " |\n")
     writer.writerow(cells)
-  ladder = [m for m in LADDER if m in methods]
-  if len(ladder) > 1:
-    out.write("\n## Ablation ladder (Table 3)\n\n| scenario | " + " | ".join(ladder) + " |\n")
-    out.write("|---|" + "---|" * len(ladder) + "\n")
-    for scenario in sorted({r["scenario"] for r, _ in rows}):
-      by_method = {r["method"]: s for r, s in rows if r["scenario"] == scenario}
-      cells = [
-        _mean_std(s.performance, mark=_partial_mark(s)) if s else ""
-        for s in (by_method.get(m) for m in ladder)
-      ]
-      out.write(f"| {scenario} | " + " | ".join(cells) + " |\n")
-  if notes:
-    out.write("\nNotes:\n" + "".join(f"- {n}\n" for n in notes))
-  return out.getvalue(), table.getvalue()
+  return table.getvalue()
+
+
+def _write_ladder(out: io.StringIO, rows) -> None:
+  """The ablation ladder (Table 3): each rung's performance per scenario."""
+  ladder = [m for m in LADDER if m in {r["method"] for r, _ in rows}]
+  if len(ladder) <= 1:
+    return
+  out.write("\n## Ablation ladder (Table 3)\n\n| scenario | " + " | ".join(ladder) + " |\n")
+  out.write("|---|" + "---|" * len(ladder) + "\n")
+  for scenario in sorted({r["scenario"] for r, _ in rows}):
+    by_method = {r["method"]: s for r, s in rows if r["scenario"] == scenario}
+    cells = [
+      _mean_std(s.performance, mark=_partial_mark(s)) if s else ""
+      for s in (by_method.get(m) for m in ladder)
+    ]
+    out.write(f"| {scenario} | " + " | ".join(cells) + " |\n")
 
 
 def _sac_settings(result: dict[str, Any]) -> str:

@@ -37,6 +37,8 @@ reference gives half of the envs the all-zero point (a quirk not copied).
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from typing import NamedTuple
 
 import jax
@@ -155,152 +157,183 @@ def with_alpha(actor_variables: Params, alpha: Array) -> Params:
   return {**actor_variables, "subspace": {"alpha": alpha}}
 
 
-def make_csp(
-  max_tasks: int,
-  num_envs: int,
-  distribution: str = "flat",
-  repeat_alpha: int = 100,
-  improvement_threshold: float = 0.1,
-  alpha_candidates: int = 4096,
-  critic_states: int = 1024,
-) -> base.Method:
-  """CSP with ``max_tasks`` preallocated anchors (see the module docstring)."""
-  if distribution not in DISTRIBUTIONS:
-    raise ValueError(f"Unknown distribution {distribution!r}; choices: {list(DISTRIBUTIONS)}.")
-  if min(repeat_alpha, alpha_candidates, critic_states) < 1:
-    raise ValueError("repeat_alpha, alpha_candidates and critic_states must be >= 1.")
-  peaked = distribution == "peaked"
+@dataclasses.dataclass(frozen=True)
+class CSPConfig:
+  """CSP's options (the reference's values by default)."""
 
-  def make_networks(observation_size, action_size, cfg):
-    hidden = cfg.sac.hidden_sizes
-    actor = SubspaceActor(action_size, observation_size, max_tasks, hidden)
-    critic = AlphaCritic(observation_size, max_tasks, hidden)
-    return networks_lib.SACNetworks(actor, critic, networks_lib.plain_policy(actor))
+  distribution: str = "flat"  # The Dirichlet over the active anchors: "flat" or "peaked".
+  repeat_alpha: int = 100  # Env steps an env keeps its acting point.
+  improvement_threshold: float = 0.1  # The new anchor stays if it beats the old by this share.
+  alpha_candidates: int = 4096  # Points of each subspace the critic scores at a task's end.
+  critic_states: int = 1024  # Replay states each candidate is scored on.
 
-  def append(obs, alpha):
-    return jnp.concatenate([obs, jnp.broadcast_to(alpha, (*obs.shape[:-1], max_tasks))], -1)
+  @property
+  def peaked(self) -> bool:
+    return self.distribution == "peaked"
 
-  def make_losses(sac_losses, networks, cfg):
-    del cfg
-    losses = sac_losses(networks.policy)
+  def validate(self) -> None:
+    if self.distribution not in DISTRIBUTIONS:
+      raise ValueError(
+        f"Unknown distribution {self.distribution!r}; choices: {list(DISTRIBUTIONS)}."
+      )
+    if min(self.repeat_alpha, self.alpha_candidates, self.critic_states) < 1:
+      raise ValueError("repeat_alpha, alpha_candidates and critic_states must be >= 1.")
 
-    def at_points(batch, alpha):
-      return batch._replace(obs=append(batch.obs, alpha), next_obs=append(batch.next_obs, alpha))
 
-    def critic(critic_params, params, state, batch, task_id, key):
-      key_alpha, key = jax.random.split(key)
-      alpha = acting_mixture(key_alpha, state.num_anchors, max_tasks, batch.obs.shape[0], peaked)
-      return losses.critic(critic_params, params, state, at_points(batch, alpha), task_id, key)
-
-    def actor(actor_params, params, state, batch, task_id, key):
-      key_alpha, key = jax.random.split(key)
-      shape = batch.obs.shape[:-1]
-      alpha = sample_alpha(key_alpha, state.num_anchors, max_tasks, shape, peaked)
-      return losses.actor(actor_params, params, state, at_points(batch, alpha), task_id, key)
-
-    return losses._replace(critic=critic, actor=actor)
-
-  def init(key, params):
-    del key, params
-    zeros = jnp.zeros((max_tasks, max_tasks))
-    return SubspaceState(
-      num_anchors=jnp.int32(1),
-      task_alpha=zeros,
-      trained=jnp.zeros(max_tasks, bool),
-      acting_alpha=jnp.zeros((num_envs, max_tasks)).at[:, 0].set(1.0),
-      acting_steps=jnp.int32(0),
-      kept_anchor=jnp.zeros(max_tasks, bool),
-    )
-
-  def begin_task(params, state, task_id, key, tools):
-    """From the second task on: a new anchor at the mean of the active ones, and a fresh
-    critic (the reference re-initialises it whenever the subspace grows)."""
-    n = jnp.where(task_id > 0, state.num_anchors + 1, state.num_anchors)
-    n = jnp.minimum(n, max_tasks)
-    active = (jnp.arange(max_tasks) < state.num_anchors).astype(jnp.float32)
-
-    def add_anchor(leaf):
-      mean = jnp.tensordot(active, leaf, axes=1) / jnp.sum(active)
-      return leaf.at[n - 1].set(jnp.where(n > state.num_anchors, mean, leaf[n - 1]))
-
-    anchors = jax.tree.map(add_anchor, params.actor["params"])
-    actor = {**params.actor, "params": anchors}
-    fresh = tools.init_critic(key)
-    critic = jax.tree.map(lambda f, c: jnp.where(task_id > 0, f, c), fresh, params.critic)
-    params = params._replace(actor=actor, critic=critic, target_critic=critic)
-    return params, state._replace(num_anchors=n, acting_steps=jnp.int32(0))
-
-  def act(networks, actor_params, state, obs, task_id, key):
-    """Every ``repeat_alpha`` steps each env draws a new point: the first half of the envs in
-    the new subspace, the others flat over the old anchors (the reference's split; with one
-    anchor, all in the new subspace)."""
-    redraw = state.acting_steps % repeat_alpha == 0
-    fresh = acting_mixture(key, state.num_anchors, max_tasks, obs.shape[0], peaked)
-    alpha = jnp.where(redraw, fresh, state.acting_alpha)
-    mu, log_std = networks.actor.apply(actor_params, append(obs, alpha), task_id)
-    return mu, log_std, state._replace(acting_alpha=alpha, acting_steps=state.acting_steps + 1)
-
-  def mask_grads(grads, state, task_id):
-    del task_id
-    newest = jnp.arange(max_tasks) == state.num_anchors - 1
-    masked = jax.tree.map(
-      lambda g: g * newest.reshape(-1, *[1] * (g.ndim - 1)).astype(g.dtype), grads["params"]
-    )
-    return {**grads, "params": masked, "subspace": jax.tree.map(jnp.zeros_like, grads["subspace"])}
-
-  def end_task(params, state, replay, task_id, key, tools):
-    """The alpha search, then keep or drop the new anchor."""
-    key_new, key_old, key_states, key_eval_new, key_eval_old = jax.random.split(key, 5)
-    networks = tools.networks
-    obs = replay_lib.sample(replay, key_states, critic_states).obs
-    n = state.num_anchors
-
-    def critic_value(alpha):
-      mu, _ = networks.actor.apply(with_alpha(params.actor, alpha), obs, task_id)
-      q = networks.critic.apply(params.critic, append(obs, alpha), jnp.tanh(mu))
-      return jnp.mean(jnp.min(q, axis=0))
-
-    def best_point(key, num_active):
-      points = sample_alpha(key, num_active, max_tasks, (alpha_candidates,), False)
-      values = jax.lax.map(critic_value, points, batch_size=min(alpha_candidates, 64))
-      return points[jnp.argmax(values)]
-
-    best_new = best_point(key_new, n)
-    best_old = best_point(key_old, jnp.maximum(n - 1, 1))
-    return_new = tools.evaluate(with_alpha(params.actor, best_new), task_id, key_eval_new)
-    return_old = tools.evaluate(with_alpha(params.actor, best_old), task_id, key_eval_old)
-    keep = (n == 1) | (return_new > return_old + improvement_threshold * jnp.abs(return_old))
-    state = state._replace(
-      num_anchors=jnp.where(keep, n, n - 1),
-      task_alpha=state.task_alpha.at[task_id].set(jnp.where(keep, best_new, best_old)),
-      trained=state.trained.at[task_id].set(True),
-      kept_anchor=state.kept_anchor.at[task_id].set(keep),
-    )
-    metrics = {"csp/return_new": return_new, "csp/return_old": return_old, "csp/kept": keep}
-    return params, state, metrics
-
-  def eval_params(params, state, task_id):
-    """A finished task's point; otherwise the mean of the training distribution."""
-    index = jnp.arange(max_tasks)
-    n = state.num_anchors
-    concentration = jnp.where(peaked & (index == n - 1), n**2, 1.0) * (index < n)
-    mean = concentration / jnp.sum(concentration)
-    alpha = jnp.where(state.trained[task_id], state.task_alpha[task_id], mean)
-    return with_alpha(params.actor, alpha)
-
-  def policy_size(actor_params, state, num_tasks):
-    per_anchor = base.num_params(actor_params["params"]) // max_tasks
-    return int(state.num_anchors) * per_anchor + max(num_tasks, 1) * max_tasks
-
+def make_csp(max_tasks: int, num_envs: int, **options) -> base.Method:
+  """CSP with ``max_tasks`` preallocated anchors and ``CSPConfig(**options)`` (see the module
+  docstring): the hooks below, bound to the config and the anchor count."""
+  c = CSPConfig(**options)
+  c.validate()
   return base.fine_tuning(
     "csp",
-    make_networks=make_networks,
-    make_losses=make_losses,
-    act=act,
-    init=init,
-    begin_task=begin_task,
-    mask_grads=mask_grads,
-    end_task=end_task,
-    eval_params=eval_params,
-    policy_size=policy_size,
+    make_networks=functools.partial(make_networks, max_tasks),
+    make_losses=functools.partial(make_losses, c, max_tasks),
+    act=functools.partial(act, c, max_tasks),
+    init=functools.partial(init, max_tasks, num_envs),
+    begin_task=functools.partial(begin_task, max_tasks),
+    mask_grads=functools.partial(mask_grads, max_tasks),
+    end_task=functools.partial(end_task, c, max_tasks),
+    eval_params=functools.partial(eval_params, c, max_tasks),
+    policy_size=functools.partial(policy_size, max_tasks),
   )
+
+
+def make_networks(max_tasks: int, observation_size: int, action_size: int, cfg):
+  hidden = cfg.sac.hidden_sizes
+  actor = SubspaceActor(action_size, observation_size, max_tasks, hidden)
+  critic = AlphaCritic(observation_size, max_tasks, hidden)
+  return networks_lib.SACNetworks(actor, critic, networks_lib.plain_policy(actor))
+
+
+def _append(obs: Array, alpha: Array, max_tasks: int) -> Array:
+  """``[obs, alpha]``: the point appended to each observation row."""
+  return jnp.concatenate([obs, jnp.broadcast_to(alpha, (*obs.shape[:-1], max_tasks))], -1)
+
+
+def make_losses(c: CSPConfig, max_tasks: int, sac_losses, networks, cfg):
+  """SAC's losses on ``[obs, alpha]``: the critic at points of the acting mixture, the actor
+  at points of the new subspace (a fresh point per transition, the same at s and s')."""
+  del cfg
+  losses = sac_losses(networks.policy)
+
+  def at_points(batch, alpha):
+    obs, next_obs = _append(batch.obs, alpha, max_tasks), _append(batch.next_obs, alpha, max_tasks)
+    return batch._replace(obs=obs, next_obs=next_obs)
+
+  def critic(critic_params, params, state, batch, task_id, key):
+    key_alpha, key = jax.random.split(key)
+    rows = batch.obs.shape[0]
+    alpha = acting_mixture(key_alpha, state.num_anchors, max_tasks, rows, c.peaked)
+    return losses.critic(critic_params, params, state, at_points(batch, alpha), task_id, key)
+
+  def actor(actor_params, params, state, batch, task_id, key):
+    key_alpha, key = jax.random.split(key)
+    shape = batch.obs.shape[:-1]
+    alpha = sample_alpha(key_alpha, state.num_anchors, max_tasks, shape, c.peaked)
+    return losses.actor(actor_params, params, state, at_points(batch, alpha), task_id, key)
+
+  return losses._replace(critic=critic, actor=actor)
+
+
+def init(max_tasks: int, num_envs: int, key, params) -> SubspaceState:
+  del key, params
+  zeros = jnp.zeros((max_tasks, max_tasks))
+  return SubspaceState(
+    num_anchors=jnp.int32(1),
+    task_alpha=zeros,
+    trained=jnp.zeros(max_tasks, bool),
+    acting_alpha=jnp.zeros((num_envs, max_tasks)).at[:, 0].set(1.0),
+    acting_steps=jnp.int32(0),
+    kept_anchor=jnp.zeros(max_tasks, bool),
+  )
+
+
+def begin_task(max_tasks: int, params, state: SubspaceState, task_id, key, tools):
+  """From the second task on: a new anchor at the mean of the active ones, and a fresh critic
+  (the reference re-initialises it whenever the subspace grows)."""
+  n = jnp.where(task_id > 0, state.num_anchors + 1, state.num_anchors)
+  n = jnp.minimum(n, max_tasks)
+  active = (jnp.arange(max_tasks) < state.num_anchors).astype(jnp.float32)
+
+  def add_anchor(leaf):
+    mean = jnp.tensordot(active, leaf, axes=1) / jnp.sum(active)
+    return leaf.at[n - 1].set(jnp.where(n > state.num_anchors, mean, leaf[n - 1]))
+
+  anchors = jax.tree.map(add_anchor, params.actor["params"])
+  actor = {**params.actor, "params": anchors}
+  fresh = tools.init_critic(key)
+  critic = jax.tree.map(lambda f, c: jnp.where(task_id > 0, f, c), fresh, params.critic)
+  params = params._replace(actor=actor, critic=critic, target_critic=critic)
+  return params, state._replace(num_anchors=n, acting_steps=jnp.int32(0))
+
+
+def act(c: CSPConfig, max_tasks: int, networks, actor_params, state, obs, task_id, key):
+  """Every ``repeat_alpha`` steps each env draws a new point: the first half of the envs in
+  the new subspace, the others flat over the old anchors (the reference's split; with one
+  anchor, all in the new subspace)."""
+  redraw = state.acting_steps % c.repeat_alpha == 0
+  fresh = acting_mixture(key, state.num_anchors, max_tasks, obs.shape[0], c.peaked)
+  alpha = jnp.where(redraw, fresh, state.acting_alpha)
+  mu, log_std = networks.actor.apply(actor_params, _append(obs, alpha, max_tasks), task_id)
+  return mu, log_std, state._replace(acting_alpha=alpha, acting_steps=state.acting_steps + 1)
+
+
+def mask_grads(max_tasks: int, grads, state: SubspaceState, task_id):
+  """Only the newest anchor learns; the bare-observation point never does."""
+  del task_id
+  newest = jnp.arange(max_tasks) == state.num_anchors - 1
+  masked = jax.tree.map(
+    lambda g: g * newest.reshape(-1, *[1] * (g.ndim - 1)).astype(g.dtype), grads["params"]
+  )
+  return {**grads, "params": masked, "subspace": jax.tree.map(jnp.zeros_like, grads["subspace"])}
+
+
+def end_task(
+  c: CSPConfig, max_tasks: int, params, state: SubspaceState, replay, task_id, key, tools
+):
+  """The alpha search, then keep or drop the new anchor."""
+  key_new, key_old, key_states, key_eval_new, key_eval_old = jax.random.split(key, 5)
+  networks = tools.networks
+  obs = replay_lib.sample(replay, key_states, c.critic_states).obs
+  n = state.num_anchors
+
+  def critic_value(alpha):
+    mu, _ = networks.actor.apply(with_alpha(params.actor, alpha), obs, task_id)
+    q = networks.critic.apply(params.critic, _append(obs, alpha, max_tasks), jnp.tanh(mu))
+    return jnp.mean(jnp.min(q, axis=0))
+
+  def best_point(key, num_active):
+    points = sample_alpha(key, num_active, max_tasks, (c.alpha_candidates,), False)
+    values = jax.lax.map(critic_value, points, batch_size=min(c.alpha_candidates, 64))
+    return points[jnp.argmax(values)]
+
+  best_new = best_point(key_new, n)
+  best_old = best_point(key_old, jnp.maximum(n - 1, 1))
+  return_new = tools.evaluate(with_alpha(params.actor, best_new), task_id, key_eval_new)
+  return_old = tools.evaluate(with_alpha(params.actor, best_old), task_id, key_eval_old)
+  keep = (n == 1) | (return_new > return_old + c.improvement_threshold * jnp.abs(return_old))
+  state = state._replace(
+    num_anchors=jnp.where(keep, n, n - 1),
+    task_alpha=state.task_alpha.at[task_id].set(jnp.where(keep, best_new, best_old)),
+    trained=state.trained.at[task_id].set(True),
+    kept_anchor=state.kept_anchor.at[task_id].set(keep),
+  )
+  metrics = {"csp/return_new": return_new, "csp/return_old": return_old, "csp/kept": keep}
+  return params, state, metrics
+
+
+def eval_params(c: CSPConfig, max_tasks: int, params, state: SubspaceState, task_id):
+  """A finished task's point; otherwise the mean of the training distribution."""
+  index = jnp.arange(max_tasks)
+  n = state.num_anchors
+  concentration = jnp.where(c.peaked & (index == n - 1), n**2, 1.0) * (index < n)
+  mean = concentration / jnp.sum(concentration)
+  alpha = jnp.where(state.trained[task_id], state.task_alpha[task_id], mean)
+  return with_alpha(params.actor, alpha)
+
+
+def policy_size(max_tasks: int, actor_params, state: SubspaceState, num_tasks):
+  """The anchors kept and one stored point per task."""
+  per_anchor = base.num_params(actor_params["params"]) // max_tasks
+  return int(state.num_anchors) * per_anchor + max(num_tasks, 1) * max_tasks
