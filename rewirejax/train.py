@@ -493,19 +493,10 @@ def train_sequence(
     callbacks.append(LearningCurves(program, run, eval_every_chunks))
   callbacks.append(Bookkeeping(run))
   if out is not None:
-    from rewirejax.checkpoint import Checkpointer
-
-    out.mkdir(parents=True, exist_ok=True)
-    checkpointer = Checkpointer(out / "checkpoints")
-    if resume and checkpointer.latest_step() is not None:
-      state, saved = checkpointer.restore(state)
-      run.restore(saved)
-    if writer:
-      _write_manifest(out, cfg, method, env, run)
-      done_until = (run.position["task_index"], run.position["chunk"] - 1) if resume else None
-      log = logs.MetricsLog(out / "metrics.jsonl", keep_until=done_until)
-      callbacks.append(MetricsLogging(log, run, cfg.num_chunks))
-    callbacks.append(Checkpointing(checkpointer, run, cfg.num_chunks, checkpoint_every_chunks))
+    state, file_callbacks = _open_out_dir(
+      out, cfg, env, method, run, state, resume, writer, checkpoint_every_chunks
+    )
+    callbacks += file_callbacks
   if progress and writer:
     callbacks.append(ProgressBar(run, cfg.num_chunks))
   if stop_after_chunks is not None:
@@ -539,6 +530,28 @@ def _new_record(cfg, env, tasks, seeds, eval_tasks, eval_every_chunks, lane_over
   returns = np.full((len(seeds), len(tasks), len(eval_tasks)), np.nan)
   curves = np.full((len(seeds), len(tasks), num_evals), np.nan)
   return RunRecord(tasks, eval_tasks, seeds, returns, curves)
+
+
+def _open_out_dir(out, cfg, env, method, run: RunRecord, state, resume, writer, every):
+  """The output folder: the newest checkpoint restored into ``state`` and ``run`` (with
+  ``resume``), the manifest and ``metrics.jsonl`` (by the writing process), and the
+  callbacks that log (``MetricsLogging``) and checkpoint (``Checkpointing``, every ``every``
+  chunks)."""
+  from rewirejax.checkpoint import Checkpointer
+
+  out.mkdir(parents=True, exist_ok=True)
+  checkpointer = Checkpointer(out / "checkpoints")
+  if resume and checkpointer.latest_step() is not None:
+    state, saved = checkpointer.restore(state)
+    run.restore(saved)
+  callbacks: list[Callback] = []
+  if writer:
+    _write_manifest(out, cfg, method, env, run)
+    done_until = (run.position["task_index"], run.position["chunk"] - 1) if resume else None
+    log = logs.MetricsLog(out / "metrics.jsonl", keep_until=done_until)
+    callbacks.append(MetricsLogging(log, run, cfg.num_chunks))
+  callbacks.append(Checkpointing(checkpointer, run, cfg.num_chunks, every))
+  return state, callbacks
 
 
 def _write_manifest(out: pathlib.Path, cfg, method, env, run: RunRecord) -> None:
