@@ -50,6 +50,7 @@ def _preset_module(name_or_path: str):
 
 def _parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(prog="rewirejax", description="Continual RL by rewiring.")
+  parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
   sub = parser.add_subparsers(dest="command", required=True)
   train = sub.add_parser("train", help="train SAC (FT-1) on a task or a scenario")
   train.add_argument("--preset", default="demo", help="experiments/configs/<name>.py or a path")
@@ -276,7 +277,7 @@ def _configure(args: argparse.Namespace, module=None) -> tuple[RunConfig, list, 
     cfg = dataclasses.replace(cfg, env_name=args.env)
   if args.backend:
     cfg = dataclasses.replace(cfg, backend=args.backend)
-  if args.num_envs:
+  if args.num_envs is not None:
     cfg = dataclasses.replace(cfg, sac=dataclasses.replace(cfg.sac, num_envs=args.num_envs))
   if args.scenario:
     scenario = get_scenario(args.scenario)
@@ -429,13 +430,17 @@ def train_command(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+  """Runs a command. Bad input exits 2 and a non-finite loss 1, each with one line on stderr
+  (``--debug``: the traceback instead)."""
   args = _parser().parse_args(argv)
+  commands = {"report": report_command, "sweep": sweep_command, "train": train_command}
   try:
-    commands = {"report": report_command, "sweep": sweep_command, "train": train_command}
     return commands[args.command](args)
-  except ValueError as error:
+  except (ValueError, FloatingPointError) as error:
+    if args.debug:
+      raise
     print(f"rewirejax: error: {error}", file=sys.stderr)
-    return 2
+    return 2 if isinstance(error, ValueError) else 1
 
 
 if __name__ == "__main__":

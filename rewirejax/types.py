@@ -5,6 +5,10 @@ from __future__ import annotations
 from typing import Any, NamedTuple, Protocol
 
 import jax
+
+from rewirejax import _quiet_imports  # noqa: F401  (before brax: see there)
+
+# isort: split
 from brax.envs.base import State as EnvState
 
 Array = jax.Array

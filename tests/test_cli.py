@@ -1,6 +1,8 @@
 """The command line: presets, and one-line errors that list the valid choices."""
 
 import dataclasses
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -41,6 +43,7 @@ def test_reference_sac_preset_switches_on_the_quirks_only():
     (["--seeds", "0"], "--seeds must be >= 1"),
     (["--env", "ant", "--scenario", "halfcheetah/forgetting"], "runs on halfcheetah"),
     (["--process-id", "1"], "need --distributed"),
+    (["--num-envs", "0"], "SACConfig.num_envs must be >= 1, got 0."),
   ],
 )
 def test_bad_arguments_give_one_line_errors(argv, message, capsys):
@@ -156,3 +159,42 @@ def test_sweep_refuses_negative_coefficients_and_unknown_protocols(capsys):
   argv = ["sweep", "--scenario", "toy/tiny", "--coef", "1", "--protocol", "gpu"]
   assert cli.main(argv) == 2
   assert "Unknown protocol 'gpu'; choices: ['paper', 'cpu']" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+  ("argv", "message"),
+  [
+    (["--budget", "0"], "budget must be in (0, 1], got 0.0."),
+    (["--num-envs", "0"], "num_envs must be >= 1, got 0."),
+    (["--eval-envs", "0"], "num_eval_envs must be >= 1, got 0."),
+    (["--seeds", "0"], "--seeds must be >= 1"),
+  ],
+)
+def test_bad_sweep_settings_give_one_line_errors(argv, message, capsys, tmp_path):
+  base_argv = ["sweep", "--scenario", "halfcheetah/forgetting", "--beta", "1", "--protocol"]
+  assert cli.main([*base_argv, "cpu", "--out", str(tmp_path), *argv]) == 2
+  err = capsys.readouterr().err.strip()
+  assert err.startswith("rewirejax: error: ") and message in err and "\n" not in err
+
+
+def test_a_non_finite_loss_is_one_line_and_exit_1_unless_debug(monkeypatch, capsys):
+  def diverge(args):
+    raise FloatingPointError("critic/loss became non-finite in task index 0, chunk 0")
+
+  monkeypatch.setattr(cli, "train_command", diverge)
+  assert cli.main(["train"]) == 1
+  err = capsys.readouterr().err.strip()
+  assert err == "rewirejax: error: critic/loss became non-finite in task index 0, chunk 0"
+  with pytest.raises(FloatingPointError):
+    cli.main(["--debug", "train"])
+
+
+def test_importing_the_environments_prints_no_third_party_noise():
+  """MJX's 'Failed to import warp' lines and brax's maintenance warning are dropped."""
+  code = (
+    "from rewirejax.envs.scenarios import get_scenario, make_scenario_env\n"
+    "make_scenario_env(get_scenario('halfcheetah/forgetting'), backend='spring')\n"
+  )
+  done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+  assert "warp" not in done.stdout + done.stderr
+  assert "not actively being maintained" not in done.stderr

@@ -139,6 +139,9 @@ def get_config(
     raise ValueError(f"budget must be in (0, 1], got {budget}.")
   if sac_settings not in SAC_SETTINGS:
     raise ValueError(f"Unknown SAC settings {sac_settings!r}; choices: {list(SAC_SETTINGS)}.")
+  for name, count in (("num_envs", num_envs), ("num_eval_envs", num_eval_envs)):
+    if count is not None and count < 1:
+      raise ValueError(f"{name} must be >= 1, got {count}.")
   if spec.env_name == "toy":
     sac = SACConfig(
       batch_size=64,
@@ -169,7 +172,7 @@ def get_config(
     eval_envs, eval_rollouts = FULL_EVAL if budget == 1.0 else SCALED_EVAL
   if num_envs is not None:
     sac = dataclasses.replace(sac, num_envs=num_envs)
-  eval_envs = num_eval_envs or eval_envs
+  eval_envs = eval_envs if num_eval_envs is None else num_eval_envs
   steps = max(round(budget * spec.steps_per_task), 1)
   warmup = _round_up(max(budget * sac.warmup_transitions, sac.batch_size), sac.num_envs)
   sac = dataclasses.replace(
