@@ -27,7 +27,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
-from rewirejax import layers
+from rewirejax import (
+  _quiet_imports,  # noqa: F401  (brax and MJX without their noise)
+  layers,
+)
 
 
 def time_call(fn: Callable[[], object], *, repeats: int = 7, min_seconds: float = 0.2) -> float:
