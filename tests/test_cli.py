@@ -32,6 +32,11 @@ def test_reference_sac_preset_switches_on_the_quirks_only():
   )
 
 
+def _assert_one_line_error(capsys, message: str) -> None:
+  err = capsys.readouterr().err.strip()
+  assert err.startswith("rewirejax: error: ") and message in err and "\n" not in err
+
+
 @pytest.mark.parametrize(
   ("argv", "message"),
   [
@@ -48,8 +53,7 @@ def test_reference_sac_preset_switches_on_the_quirks_only():
 )
 def test_bad_arguments_give_one_line_errors(argv, message, capsys):
   assert cli.main(["train", *argv]) == 2
-  err = capsys.readouterr().err.strip()
-  assert err.startswith("rewirejax: error: ") and message in err and "\n" not in err
+  _assert_one_line_error(capsys, message)
 
 
 def test_distributed_flags_reach_jax_distributed_initialize(monkeypatch):
@@ -173,8 +177,7 @@ def test_sweep_refuses_negative_coefficients_and_unknown_protocols(capsys):
 def test_bad_sweep_settings_give_one_line_errors(argv, message, capsys, tmp_path):
   base_argv = ["sweep", "--scenario", "halfcheetah/forgetting", "--beta", "1", "--protocol"]
   assert cli.main([*base_argv, "cpu", "--out", str(tmp_path), *argv]) == 2
-  err = capsys.readouterr().err.strip()
-  assert err.startswith("rewirejax: error: ") and message in err and "\n" not in err
+  _assert_one_line_error(capsys, message)
 
 
 def test_a_non_finite_loss_is_one_line_and_exit_1_unless_debug(monkeypatch, capsys):
