@@ -161,7 +161,6 @@ def bench_sac_update(num_updates: int = 64) -> dict[str, float]:
   """
   from rewirejax import sac
   from rewirejax.config import SACConfig
-  from rewirejax.methods.base import _mask_grads
   from rewirejax.networks import init_agent_params, make_sac_networks
 
   obs_size, act_size, capacity = 17, 6, 100_000
@@ -174,7 +173,7 @@ def bench_sac_update(num_updates: int = 64) -> dict[str, float]:
     learner = sac.init_learner(params, optimizers)
     replay = _filled_replay(obs_size, act_size, capacity)
     losses = sac.losses_of(nets, cfg, act_size)(nets.policy)
-    update_group = sac.make_update_group(losses, optimizers, cfg, _mask_grads)
+    update_group = sac.make_update_group(losses, optimizers, cfg)
 
     @jax.jit
     def run(learner, key, update_group=update_group):  # Bound now: timed after the loop.
@@ -248,9 +247,9 @@ def bench_rewire_update(num_updates: int = 32) -> dict[str, float]:
     state = method.init(jax.random.key(0), params)
     if name == "rewire":  # Alignment active: a task finished and its wiring cached.
       state = state._replace(cached=state.cached.at[0].set(True), finished_tasks=jnp.int32(1))
-    optimizers = sac.make_optimizers(cfg.sac)
+    optimizers = sac.make_optimizers(cfg.sac, method.actor_optimizer(cfg.sac))
     losses = method.make_losses(sac.losses_of(nets, cfg.sac, act_size), nets, cfg)
-    update_group = sac.make_update_group(losses, optimizers, cfg.sac, method.mask_grads)
+    update_group = sac.make_update_group(losses, optimizers, cfg.sac)
     learner = sac.init_learner(params, optimizers)
 
     @jax.jit

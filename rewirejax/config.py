@@ -160,6 +160,10 @@ class RewireConfig:
   mode_per_env: bool = True  # Acting: each env its own random mode; False: one for all (ref.).
   gumbel_noise: float = 0.0  # Reference: Gumbel noise on the scores in the update (0 or 0.1).
   dropout: float = 0.0  # Reference: 0.1 on hidden pre-activations (acting and update).
+  # The adapters' optimizer: "actor_adam", the actor's Adam (the reference's); "sgd", a
+  # departure: plain SGD at ``adapter_lr``, steps proportional to the alignment gradient.
+  adapter_optimizer: str = "actor_adam"
+  adapter_lr: float = 1e-3  # Used by adapter_optimizer="sgd" only.
 
   def validate(self) -> None:
     if self.num_modes < 1:
@@ -176,3 +180,9 @@ class RewireConfig:
       raise ValueError("distill_coef, align_coef, task_slots and gumbel_noise must be >= 0.")
     if not 0.0 <= self.dropout < 1.0:
       raise ValueError(f"dropout must be in [0, 1), got {self.dropout}.")
+    if self.adapter_optimizer not in ("actor_adam", "sgd"):
+      raise ValueError(
+        f"adapter_optimizer must be 'actor_adam' or 'sgd', got {self.adapter_optimizer!r}."
+      )
+    if self.adapter_lr < 0:
+      raise ValueError(f"adapter_lr must be >= 0, got {self.adapter_lr}.")

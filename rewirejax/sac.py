@@ -63,8 +63,13 @@ class Optimizers(NamedTuple):
   alpha: optax.GradientTransformation
 
 
-def make_optimizers(cfg: SACConfig) -> Optimizers:
-  return Optimizers(optax.adam(cfg.actor_lr), optax.adam(cfg.critic_lr), optax.adam(cfg.alpha_lr))
+def make_optimizers(
+  cfg: SACConfig, actor: optax.GradientTransformationExtraArgs | None = None
+) -> Optimizers:
+  """Adam for the critic and the temperature; ``actor`` (a method's ``actor_optimizer``,
+  given ``method_state`` and ``task_id`` as extra args) or Adam for the actor."""
+  actor = optax.adam(cfg.actor_lr) if actor is None else actor
+  return Optimizers(actor, optax.adam(cfg.critic_lr), optax.adam(cfg.alpha_lr))
 
 
 def init_learner(params: AgentParams, optimizers: Optimizers) -> LearnerState:
@@ -134,15 +139,10 @@ def losses_of(networks, cfg: SACConfig, action_size: int) -> Callable[[PolicyFn]
   return lambda policy: make_losses(policy, networks.critic.apply, cfg, action_size)
 
 
-# The gradient mask of a continual-learning method (see methods/base.py).
-MaskGradsFn = Callable[[Params, Any, TaskId], Params]
-
-
 def make_update_group(
   losses: SACLosses,
   optimizers: Optimizers,
   cfg: SACConfig,
-  mask_grads_fn: MaskGradsFn,
 ) -> Callable[
   [LearnerState, replay_lib.ReplayState, Any, TaskId, PRNGKey], tuple[LearnerState, Metrics]
 ]:
@@ -178,8 +178,9 @@ def make_update_group(
       return loss, (aux.mean_log_prob, aux.metrics)
 
     grads, (mean_log_prob, metrics) = jax.grad(actor_loss, has_aux=True)(params.actor)
-    grads = mask_grads_fn(grads, method_state, task_id)
-    updates, actor_opt = optimizers.actor.update(grads, learner.actor_opt, params.actor)
+    updates, actor_opt = optimizers.actor.update(
+      grads, learner.actor_opt, params.actor, method_state=method_state, task_id=task_id
+    )
     actor = optax.apply_updates(params.actor, updates)
     alpha_loss, alpha_grad = jax.value_and_grad(losses.alpha)(params.log_alpha, mean_log_prob)
     alpha_updates, alpha_opt = optimizers.alpha.update(alpha_grad, learner.alpha_opt)

@@ -77,8 +77,8 @@ def make_trainer(cfg: RunConfig, env: TaskEnv, method: Method) -> Trainer:
   cfg.validate()
   networks = method.make_networks(env.observation_size, env.action_size, cfg)
   losses = method.make_losses(sac.losses_of(networks, cfg.sac, env.action_size), networks, cfg)
-  optimizers = sac.make_optimizers(cfg.sac)
-  update_group = sac.make_update_group(losses, optimizers, cfg.sac, method.mask_grads)
+  optimizers = sac.make_optimizers(cfg.sac, method.actor_optimizer(cfg.sac))
+  update_group = sac.make_update_group(losses, optimizers, cfg.sac)
   tools = TrainerTools(
     networks=networks,
     init_actor=lambda key: _init_params(cfg, env, networks, key).actor,

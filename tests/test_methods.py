@@ -6,6 +6,7 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from rewirejax.config import RunConfig, SACConfig
@@ -127,3 +128,22 @@ def test_finetune_tool_starts_as_the_reference_retraining():
   params = ended[0].learner.params
   np.testing.assert_allclose(np.exp(params.log_alpha), CFG.sac.init_temperature, rtol=1e-6)
   chex.assert_trees_all_equal(params.target_critic, params.critic)
+
+
+def test_masked_optimizer_masks_the_gradients_and_keeps_the_inner_state():
+  """``base.masked(mask)``: the inner Adam's updates of the masked gradients, and the inner
+  Adam's state (the mask is stateless, so a checkpoint's layout is Adam's)."""
+  params = {"a": jnp.ones(3), "b": jnp.ones(2)}
+  grads = {"a": jnp.array([1.0, -2.0, 3.0]), "b": jnp.array([0.5, 0.25])}
+
+  def mask(g, method_state, task_id):
+    return {"a": g["a"] * method_state, "b": g["b"] * task_id}
+
+  keep_a = jnp.array([1.0, 0.0, 1.0])
+  optimizer = base.masked(mask)(SACConfig(actor_lr=0.1))
+  state = optimizer.init(params)
+  updates, state = optimizer.update(grads, state, params, method_state=keep_a, task_id=0.0)
+  adam = optax.adam(0.1)
+  expected, adam_state = adam.update(mask(grads, keep_a, 0.0), adam.init(params), params)
+  chex.assert_trees_all_equal((updates, state), (expected, adam_state))
+  assert float(updates["a"][1]) == 0.0 and float(jnp.abs(updates["b"]).sum()) == 0.0

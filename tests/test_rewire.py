@@ -7,6 +7,7 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from rewirejax import layers
@@ -106,6 +107,55 @@ def test_alignment_gradient_reaches_the_adapters_and_weights():
   plain = jax.grad(lambda p: rw.alignment_loss(p, anchor, 0.1, align=False))(moved)["params"]
   np.testing.assert_allclose(plain["hidden_0"]["kernel"], 0.2, rtol=1e-5)
   assert float(jnp.abs(plain["adapter_out_0"]).sum()) == 0
+
+
+def _two_steps(optimizer, params, grads):
+  """The updates of two steps with the same gradients (Adam's second step differs from its
+  first through its moments)."""
+  extra = {"method_state": (), "task_id": jnp.int32(0)}
+  state = optimizer.init(params)
+  first, state = optimizer.update(grads, state, params, **extra)
+  second, state = optimizer.update(grads, state, params, **extra)
+  return first, second
+
+
+def test_adapter_sgd_option_steps_the_adapters_by_minus_lr_times_the_gradient():
+  """``adapter_optimizer="sgd"``: the adapters' updates are ``-adapter_lr * g`` (plain SGD, no
+  moments); every other leaf gets the actor's Adam, as by default."""
+  _, actor = _actor()
+  grads = jax.tree.map(lambda x: jnp.linspace(-1.0, 2.0, x.size).reshape(x.shape), actor)
+  sgd = rw.actor_optimizer(RewireConfig(adapter_optimizer="sgd", adapter_lr=0.03), CFG.sac)
+  adam = optax.adam(CFG.sac.actor_lr)
+  for step, (ours, adams) in enumerate(
+    zip(_two_steps(sgd, actor, grads), _two_steps(adam, actor, grads), strict=True)
+  ):
+    for name, leaf in ours["params"].items():
+      if name.startswith("adapter_"):
+        np.testing.assert_allclose(
+          leaf, -0.03 * grads["params"][name], rtol=1e-6, err_msg=f"{step}"
+        )
+      else:
+        chex.assert_trees_all_close(leaf, adams["params"][name])
+  assert any(n.startswith("adapter_") for n in ours["params"])
+
+
+def test_adapters_share_the_actors_adam_by_default():
+  _, actor = _actor()
+  grads = jax.tree.map(lambda x: jnp.linspace(-1.0, 2.0, x.size).reshape(x.shape), actor)
+  ours = _two_steps(rw.actor_optimizer(RewireConfig(), CFG.sac), actor, grads)
+  chex.assert_trees_all_equal(ours, _two_steps(optax.adam(CFG.sac.actor_lr), actor, grads))
+
+
+@pytest.mark.parametrize(
+  "options, message",
+  [
+    ({"adapter_optimizer": "adamw"}, "adapter_optimizer must be"),
+    ({"adapter_lr": -1.0}, "adapter_lr"),
+  ],
+)
+def test_bad_adapter_options_are_refused(options, message):
+  with pytest.raises(ValueError, match=message):
+    RewireConfig(**options).validate()
 
 
 @pytest.mark.parametrize("form", ["norm", "correlation"])

@@ -14,9 +14,10 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from rewirejax import networks as networks_lib
-from rewirejax.config import RunConfig
+from rewirejax.config import RunConfig, SACConfig
 from rewirejax.replay import ReplayState
 from rewirejax.types import Array, Metrics, Params, PRNGKey, TaskId
 
@@ -63,7 +64,9 @@ class Method(NamedTuple):
     init: (key, agent_params) -> method_state, once per run.
     begin_task: (agent_params, method_state, task_id, key, tools) -> (agent_params,
       method_state), after the trainer's own per-task resets (``tools``: ``TrainerTools``).
-    mask_grads: (actor_grads, method_state, task_id) -> actor_grads (freezing weights).
+    actor_optimizer: (sac_config) -> the actor's ``optax.GradientTransformationExtraArgs``;
+      its ``update`` is also given ``method_state`` and ``task_id``. Default: Adam at
+      ``actor_lr``; a method freezes weights with a gradient mask in front of it (``masked``).
     end_task: (agent_params, method_state, replay, task_id, key, tools) ->
       (agent_params, method_state, metrics), after training a task.
     eval_params: (agent_params, method_state, task_id) -> actor_params used to evaluate
@@ -80,7 +83,7 @@ class Method(NamedTuple):
   act: Callable[..., tuple[Array, Array, MethodState]]
   init: Callable[[PRNGKey, networks_lib.AgentParams], MethodState]
   begin_task: Callable[..., tuple[networks_lib.AgentParams, MethodState]]
-  mask_grads: Callable[[Params, MethodState, TaskId], Params]
+  actor_optimizer: Callable[[SACConfig], optax.GradientTransformationExtraArgs]
   end_task: Callable[..., tuple[networks_lib.AgentParams, MethodState, Metrics]]
   eval_params: Callable[[networks_lib.AgentParams, MethodState, TaskId], Params]
   policy_size: Callable[[Params, MethodState, int], int]
@@ -126,9 +129,28 @@ def _begin_task(params, state, task_id, key, tools):
   return params, state
 
 
-def _mask_grads(grads, state, task_id):
-  del state, task_id
-  return grads
+def actor_adam(cfg: SACConfig) -> optax.GradientTransformationExtraArgs:
+  """The actor's optimizer by default: Adam at ``cfg.actor_lr``."""
+  return optax.adam(cfg.actor_lr)
+
+
+MaskFn = Callable[[Params, MethodState, TaskId], Params]
+
+
+def masked(mask: MaskFn, make_inner=actor_adam):
+  """An ``actor_optimizer`` that passes the gradients through ``mask(grads, method_state,
+  task_id)`` (zeros freeze weights) before ``make_inner(cfg)``; the mask is stateless, so the
+  optimizer state is the inner one's."""
+
+  def make(cfg: SACConfig) -> optax.GradientTransformationExtraArgs:
+    inner = make_inner(cfg)
+
+    def update(grads, opt_state, params=None, *, method_state, task_id, **extra):
+      return inner.update(mask(grads, method_state, task_id), opt_state, params, **extra)
+
+    return optax.GradientTransformationExtraArgs(inner.init, update)
+
+  return make
 
 
 def _end_task(params, state, replay: ReplayState, task_id, key, tools):
@@ -176,7 +198,7 @@ _IDENTITY_HOOKS = {
   "act": _act,
   "init": _init,
   "begin_task": _begin_task,
-  "mask_grads": _mask_grads,
+  "actor_optimizer": actor_adam,
   "end_task": _end_task,
   "eval_params": _eval_params,
   "policy_size": _policy_size,

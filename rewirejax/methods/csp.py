@@ -1,19 +1,18 @@
 """CSP, continual subspace of policies (Gaussier et al. 2023; implementation notes §7).
 
-The actor is a convex combination of ``max_tasks`` preallocated anchors: every layer's weights
-are ``W(alpha) = sum_i alpha_i W_i`` with ``alpha`` on the simplex of the active anchors. Task 0
-trains anchor 0 alone. Every later task adds an anchor initialised at the mean of the active
-ones and trains only it (the old anchors are frozen by ``mask_grads``), with ``alpha`` drawn from
-a Dirichlet over the active anchors: ``"flat"`` (all ones) or ``"peaked"`` (``n^2`` on the new
+The actor is a convex combination of ``max_tasks`` preallocated anchors: every layer's weights are
+``W(alpha) = sum_i alpha_i W_i`` with ``alpha`` on the simplex of the active anchors. Task 0 trains
+anchor 0 alone. Every later task adds an anchor initialised at the mean of the active ones and
+trains only it (the old anchors are frozen by a gradient mask, ``mask_grads``), with ``alpha`` drawn
+from a Dirichlet over the active anchors: ``"flat"`` (all ones) or ``"peaked"`` (``n^2`` on the new
 anchor, n the number of active anchors). The critic is conditioned on ``alpha``: the point is
 appended to the observation, so the SAC losses run unchanged on ``[obs, alpha]``; a new critic
 starts with every new anchor (as the reference's). Acting, each env keeps its ``alpha`` for
 ``repeat_alpha`` steps, half of the envs drawing in the new subspace and half flat in the old one
-(without the new anchor). In the update every transition gets a fresh point: for the critic from
-the acting mixture (half of the rows in each subspace, so that Q(s, a, alpha) is learned where
-the alpha search will score the old subspace too; it is learned off-policy, the action being
-given, with the same point at s and s'), for the actor in the new subspace (the only anchor it
-trains).
+(without the new anchor). In the update every transition gets a fresh point: for the critic from the
+acting mixture (half of the rows in each subspace, so that Q(s, a, alpha) is learned where the alpha
+search will score the old subspace too; it is learned off-policy, the action being given, with the
+same point at s and s'), for the actor in the new subspace (the only anchor it trains).
 
 At the task's end the alpha search: ``alpha_candidates`` points of the new subspace and as many of
 the old one (without the new anchor) are scored by the critic on ``critic_states`` replay states
@@ -192,7 +191,7 @@ def make_csp(max_tasks: int, num_envs: int, **options) -> base.Method:
     act=functools.partial(act, c, max_tasks),
     init=functools.partial(init, max_tasks, num_envs),
     begin_task=functools.partial(begin_task, max_tasks),
-    mask_grads=functools.partial(mask_grads, max_tasks),
+    actor_optimizer=base.masked(functools.partial(mask_grads, max_tasks)),
     end_task=functools.partial(end_task, c, max_tasks),
     eval_params=functools.partial(eval_params, c, max_tasks),
     policy_size=functools.partial(policy_size, max_tasks),

@@ -110,7 +110,7 @@ def make_packnet(
     "packnet",
     init=init,
     begin_task=begin_task,
-    mask_grads=mask_grads,
+    actor_optimizer=base.masked(mask_grads),
     end_task=end_task,
     eval_params=eval_params,
     policy_size=policy_size,

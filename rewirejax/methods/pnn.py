@@ -149,5 +149,8 @@ def make_pnn(max_tasks: int, width: int = PNN_WIDTH) -> base.Method:
     return total
 
   return base.fine_tuning(
-    "pnn", make_networks=make_networks, mask_grads=mask_grads, policy_size=policy_size
+    "pnn",
+    make_networks=make_networks,
+    actor_optimizer=base.masked(mask_grads),
+    policy_size=policy_size,
   )

@@ -19,7 +19,8 @@ The actor's hidden layers are ``PermutedDense`` with K score rows (modes). Per t
   adapters' wirings). At the end of the task every earlier cached wiring is refined,
   ``w'_l = o_l^-1 o w_l o i_{l+1}`` (``i`` the next layer's input gather, ``a o b = a[b]``), so
   that the old tasks see the new weights exactly as they saw the old ones when the alignment
-  is exact.
+  is exact. The adapters learn under the actor's Adam, as the reference's; the option
+  ``adapter_optimizer="sgd"`` gives them their own plain SGD (``actor_optimizer``).
 * **Evaluation of task t**: the current weights, the cached (refined) wiring of t, head t.
 """
 
@@ -30,6 +31,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from rewirejax import layers
 from rewirejax import networks as networks_lib
@@ -250,11 +252,36 @@ def make_rewire(max_tasks: int, rc: RewireConfig = RewireConfig(), name: str = "
     end_task=functools.partial(end_task, rc, slots),
     eval_params=functools.partial(eval_params, slots),
     policy_size=functools.partial(policy_size, rc, slots),
+    actor_optimizer=functools.partial(actor_optimizer, rc),
   )
 
 
 def default_coefs(rc: RewireConfig) -> RewireCoefs:
   return RewireCoefs(*(jnp.float32(x) for x in (rc.distill_coef, rc.align_coef, rc.tau)))
+
+
+def actor_optimizer(rc: RewireConfig, cfg) -> optax.GradientTransformationExtraArgs:
+  """The actor's Adam for every parameter, adapters included (the reference's); with
+  ``adapter_optimizer="sgd"`` (a departure, off by default) the adapters' scores get plain SGD
+  at ``adapter_lr`` instead. Adam moves a score by about its learning rate for any nonzero
+  gradient, however small or noisy, so the adapters leave the identity within a few hundred
+  updates at any beta (docs/cpu-protocol.md); SGD's steps scale with the gradient."""
+  adam = optax.adam(cfg.actor_lr)
+  if rc.adapter_optimizer == "actor_adam":
+    return adam
+  return optax.multi_transform(
+    {"weights": adam, "adapters": optax.sgd(rc.adapter_lr)}, adapter_labels
+  )
+
+
+def adapter_labels(actor_params: Params) -> Params:
+  """The tree of ``actor_params`` with "adapters" at the adapters' leaves, "weights" elsewhere."""
+
+  def label(path, _):
+    names = [getattr(entry, "key", "") for entry in path]
+    return "adapters" if any(str(n).startswith("adapter_") for n in names) else "weights"
+
+  return jax.tree_util.tree_map_with_path(label, actor_params)
 
 
 def make_networks(rc: RewireConfig, slots: int, observation_size: int, action_size: int, cfg):
