@@ -1,6 +1,7 @@
 """How hard Rewire's alignment pull holds the hidden weights in the second task.
 
     python experiments/alignment_pull.py --betas 0.01 1 100
+    python experiments/alignment_pull.py --betas 100 --adapter-lrs 1e-3 1e-5 --name adapter_sgd
 
 Trains Rewire (the protocol's settings, one seed) on the first task of halfcheetah/forgetting
 for ``--first-steps``, ends it (cached wiring, anchor M), begins the second task, and then, for
@@ -8,7 +9,10 @@ each beta, trains the second task for ``--epochs`` epochs from that same state, 
 ``--every`` epochs on a replay batch: the RMS per hidden kernel weight of the gradient of the
 actor loss (SAC + distillation) and of ``beta * L_SP``, and ``sqrt(L_SP / n)``, the RMS distance
 of the hidden weights from their aligned targets (and from the unaligned M), and the share of
-the adapters' positions that have left the identity. Writes ``--out`` (JSON) and prints a table.
+the adapters' positions that have left the identity, the RMS of ``beta * L_SP``'s gradient on the
+adapters' scores, and the mean deterministic return on the second task. ``--adapter-lrs`` repeats
+the second task with the option ``adapter_optimizer="sgd"`` (plain SGD on the adapters) at each
+learning rate, from the same first task. Writes ``--out/<scenario>/<name>.json`` and prints rows.
 """
 
 from __future__ import annotations
@@ -72,52 +76,98 @@ def make_probe(cfg, env, method):
   return jax.jit(probe)
 
 
+def _first_task(cfg, env, method):
+  """The state after the first task (trained for ``cfg.steps_per_task``) and its end."""
+  trainer = make_trainer(cfg, env, method)
+  chunk = jax.jit(trainer.train_chunk)
+  state = jax.jit(trainer.begin_task)(jax.jit(trainer.init)(jax.random.key(0)), 0)
+  state, _ = jax.jit(trainer.warmup)(state, 0)
+  for c in range(cfg.num_chunks):
+    state, _ = chunk(state, 0, jnp.int32(cfg.epochs_in_chunk(c)))
+  state, _ = jax.jit(trainer.end_task)(state, 0)
+  return state
+
+
+def _second_task(cfg, env, method, first_state, beta, args, label):
+  """Rows of probes every ``args.every`` epochs of the second task from ``first_state`` at
+  ``beta``, with ``method``'s optimizer (its fresh state from the second task's begin)."""
+  trainer = make_trainer(cfg, env, method)
+  epoch, evaluate = jax.jit(trainer.train_epoch), jax.jit(trainer.evaluate)
+  lane = jax.jit(trainer.warmup)(jax.jit(trainer.begin_task)(first_state, 1), 1)[0]
+  coefs = lane.method_state.coefs._replace(align_coef=jnp.float32(beta))
+  lane = lane.replace(method_state=lane.method_state._replace(coefs=coefs))
+  probe, rows = make_probe(cfg, env, method), []
+  for step in range(args.epochs + 1):
+    if step % args.every == 0:
+      sac_g, align_g, distances, moved = probe(lane, jax.random.key(step))
+      to_target, to_anchor = (float(d) for d in distances)
+      sac_rms, align_rms = _hidden_kernel_rms(sac_g), beta * _hidden_kernel_rms(align_g)
+      adapter_rms = beta * _adapter_rms(align_g)
+      task_return = float(
+        evaluate(lane, jnp.array([1]), jax.random.split(jax.random.key(7), 1), 1)[0]
+      )
+      rows.append(
+        [beta, step, sac_rms, align_rms, align_rms / sac_rms, to_target, to_anchor,
+         float(moved), adapter_rms, task_return]
+      )  # fmt: skip
+      print(
+        f"{label}, beta {beta:g}, epoch {step}: |g_SAC| {sac_rms:.2e}, |g_align| "
+        f"{align_rms:.2e} ({align_rms / sac_rms:.1f}x), |W - T| {to_target:.2e}, |W - M| "
+        f"{to_anchor:.2e}, adapter positions moved {float(moved):.0%}, |g_adapters| "
+        f"{adapter_rms:.2e}, return on the second task {task_return:.0f}",
+        flush=True,
+      )
+    lane, _ = epoch(lane, 1)
+  return rows
+
+
+def _adapter_rms(grads) -> float:
+  leaves = [v for k, v in grads["params"].items() if k.startswith("adapter_")]
+  return float(jnp.sqrt(sum(jnp.sum(x**2) for x in leaves) / sum(x.size for x in leaves)))
+
+
+COLUMNS = [
+  "beta", "epoch", "sac_grad_rms", "align_grad_rms", "ratio", "to_target_rms", "to_anchor_rms",
+  "adapter_positions_moved", "adapter_grad_rms", "second_task_return",
+]  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--betas", type=float, nargs="+", default=[0.01, 1.0, 100.0])
   parser.add_argument("--first-steps", type=int, default=40_000)
   parser.add_argument("--epochs", type=int, default=400)
   parser.add_argument("--every", type=int, default=50)
+  parser.add_argument(
+    "--adapter-lrs",
+    type=float,
+    nargs="*",
+    default=[],
+    help="also run the option adapter_optimizer='sgd' at each of these adapter_lr values",
+  )
+  parser.add_argument("--name", default="alignment_pull", help="the JSON file's name")
   parser.add_argument("--out", type=pathlib.Path, default=ROOT / "experiments" / "results" / "cpu")
   args = parser.parse_args(argv)
   protocol = brax_configs.PROTOCOLS["cpu"]
   cfg = protocol.run_config(SCENARIO, "rewire")
   cfg = dataclasses.replace(cfg, steps_per_task=args.first_steps, epochs_per_chunk=100)
   options = brax_configs.method_options(SCENARIO, "rewire", protocol.preset, protocol.budget)
-  method = make_method("rewire", cfg, **options)
   env = make_scenario_env(get_scenario(SCENARIO), protocol.backend)
-  trainer = make_trainer(cfg, env, method)
-  chunk, epoch = jax.jit(trainer.train_chunk), jax.jit(trainer.train_epoch)
-  state = jax.jit(trainer.begin_task)(jax.jit(trainer.init)(jax.random.key(0)), 0)
-  state, _ = jax.jit(trainer.warmup)(state, 0)
-  for c in range(cfg.num_chunks):
-    state, _ = chunk(state, 0, jnp.int32(cfg.epochs_in_chunk(c)))
-  state, _ = jax.jit(trainer.end_task)(state, 0)
-  state, _ = jax.jit(trainer.warmup)(jax.jit(trainer.begin_task)(state, 1), 1)
-  probe, rows = make_probe(cfg, env, method), []
-  for beta in args.betas:
-    coefs = state.method_state.coefs._replace(align_coef=jnp.float32(beta))
-    lane = state.replace(method_state=state.method_state._replace(coefs=coefs))
-    for step in range(args.epochs + 1):
-      if step % args.every == 0:
-        sac_g, align_g, distances, moved = probe(lane, jax.random.key(step))
-        to_target, to_anchor = (float(d) for d in distances)
-        sac_rms, align_rms = _hidden_kernel_rms(sac_g), beta * _hidden_kernel_rms(align_g)
-        ratio = align_rms / sac_rms
-        rows.append([beta, step, sac_rms, align_rms, ratio, to_target, to_anchor, float(moved)])
-        print(
-          f"beta {beta:g} epoch {step}: |g_SAC| {sac_rms:.2e}, |g_align| {align_rms:.2e} "
-          f"({ratio:.1f}x), |W - T| {to_target:.2e}, |W - M| {to_anchor:.2e}, adapter "
-          f"positions moved {float(moved):.0%}",
-          flush=True,
-        )
-      lane, _ = epoch(lane, 1)
-  columns = ["beta", "epoch", "sac_grad_rms", "align_grad_rms", "ratio", "to_target_rms"]
-  columns += ["to_anchor_rms", "adapter_positions_moved"]
-  path = args.out / SCENARIO / "alignment_pull.json"
+  first_state = _first_task(cfg, env, make_method("rewire", cfg, **options))
+  variants = {"actor_adam": options}
+  for lr in args.adapter_lrs:
+    variants[f"sgd {lr:g}"] = {**options, "adapter_optimizer": "sgd", "adapter_lr": lr}
+  results = {}
+  for label, variant in variants.items():
+    method = make_method("rewire", cfg, **variant)
+    rows = [
+      r for b in args.betas for r in _second_task(cfg, env, method, first_state, b, args, label)
+    ]
+    results[label] = np.asarray(rows)
+  path = args.out / SCENARIO / f"{args.name}.json"
   path.parent.mkdir(parents=True, exist_ok=True)
-  settings = {k: v for k, v in vars(args).items() if k != "out"}
-  logs.write_json_atomic(path, {"columns": columns, "rows": np.asarray(rows), **settings})
+  settings = {k: v for k, v in vars(args).items() if k not in ("out", "name")}
+  logs.write_json_atomic(path, {"columns": COLUMNS, "adapters": results, **settings})
   print(f"Wrote {path}.")
   return 0
 
