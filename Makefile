@@ -3,17 +3,32 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+# ACCEL=cuda12|cuda13|tpu adds jax's accelerator plugins (pyproject.toml extras, pinned in
+# constraints.txt): `make install ACCEL=cuda12`. Empty: the CPU install.
+ACCEL ?=
+ifneq ($(filter-out cuda12 cuda13 tpu,$(ACCEL)),)
+$(error ACCEL must be cuda12, cuda13 or tpu (or empty for CPU), got '$(ACCEL)')
+endif
+STAMP := $(VENV)/.installed$(if $(ACCEL),-$(ACCEL))
 
-.PHONY: install demo demo-permutation reproduce-brax first-stage reproduce-cpu report test lint bench clean
+.PHONY: install check-accel demo demo-permutation reproduce-brax first-stage reproduce-cpu report test lint bench bench-device clean
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[test]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[test$(if $(ACCEL),$(comma)$(ACCEL))]"
 	touch $(STAMP)
+
+comma := ,
+
+# The accelerator extras resolve against the pins (a dry run: nothing is installed).
+check-accel: install
+	@for accel in cuda12 cuda13 tpu; do \
+	  $(PY) -m pip install --dry-run --quiet -c constraints.txt -e ".[$$accel]" || exit 1; \
+	  echo "$$accel: resolves"; \
+	done
 
 # SAC on one Brax HalfCheetah task for a few minutes on 2 CPU cores (preset experiments/configs/demo.py).
 demo: install
@@ -79,6 +94,12 @@ lint: install
 
 bench: install
 	$(PY) experiments/bench.py
+
+# The prepared device benchmark (experiments/bench_device.py): on one GPU about 6 minutes,
+# compiles included; writes experiments/results/device/bench_device.{json,md}. `make
+# bench-device TINY=1` runs it at toy sizes on CPU (as its test does).
+bench-device: install
+	$(PY) experiments/bench_device.py $(if $(TINY),--tiny)
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .ruff_cache

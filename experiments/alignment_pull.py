@@ -31,9 +31,9 @@ sys.path.insert(0, str(ROOT / "experiments"))
 
 from configs import brax as brax_configs  # noqa: E402
 
+from rewirejax import compile_cache, sac  # noqa: E402
 from rewirejax import logging as logs  # noqa: E402
 from rewirejax import replay as replay_lib  # noqa: E402
-from rewirejax import sac  # noqa: E402
 from rewirejax.config import RewireConfig  # noqa: E402
 from rewirejax.envs.scenarios import get_scenario, make_scenario_env  # noqa: E402
 from rewirejax.methods import make_method  # noqa: E402
@@ -148,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--name", default="alignment_pull", help="the JSON file's name")
   parser.add_argument("--out", type=pathlib.Path, default=ROOT / "experiments" / "results" / "cpu")
   args = parser.parse_args(argv)
+  compile_cache.enable()  # REWIREJAX_COMPILE_CACHE moves it or turns it off.
   protocol = brax_configs.PROTOCOLS["cpu"]
   cfg = protocol.run_config(SCENARIO, "rewire")
   cfg = dataclasses.replace(cfg, steps_per_task=args.first_steps, epochs_per_chunk=100)

@@ -326,16 +326,23 @@ def _cheetah_run_config(
   )
 
 
-def bench_vs_brax(backend: str = "spring", num_envs: int = 8, num_chunks: int = 4):
-  """rewirejax SAC vs brax.training's SAC at equal settings (one seed, halfcheetah).
+def round_up(x: float, multiple: int) -> int:
+  return int(-(-x // multiple) * multiple)
 
-  Both: ``num_envs`` envs, batch 256, 2 x 256 networks, the same backend, and G gradient
-  steps per vectorised env step (brax's ``grad_updates_per_step=G``; ours
-  ``updates_per_env_step = G / num_envs``), for G = 1 and G = num_envs / 2 (the paper's 0.5
-  updates per transition). Each trainer runs ``num_chunks`` timed chunks; the median and the
-  range over chunks are printed (one chunk varies by up to 15 % on the 2-core CPU). brax 0.14
-  calls ``jax.device_put_replicated``, removed in jax 0.10: a shim for this benchmark only.
-  """
+
+def brax_sac_rates(
+  backend: str,
+  num_envs: int,
+  grad_updates: int,
+  num_chunks: int,
+  epochs_per_chunk: int,
+  hidden_sizes: tuple[int, ...] = (256, 256),
+  batch_size: int = 256,
+) -> list[float]:
+  """brax.training's SAC on halfcheetah: env-steps/s of each of ``num_chunks`` chunks of
+  ``epochs_per_chunk`` vectorised steps (``grad_updates`` per step), the compiling one
+  excluded; warm-up 10 batches, buffer 100 k, 8 eval envs. brax 0.14 calls
+  ``jax.device_put_replicated``, removed in jax 0.10: a shim for the benchmarks only."""
   from brax import envs as brax_envs
   from brax.training.agents.sac import networks as brax_sac_networks
   from brax.training.agents.sac import train as brax_sac
@@ -347,6 +354,39 @@ def bench_vs_brax(backend: str = "spring", num_envs: int = 8, num_chunks: int = 
 
     jax.device_put_replicated = device_put_replicated
 
+  sps = []
+  warmup = round_up(batch_size * 10, num_envs)
+  brax_sac.train(
+    environment=brax_envs.get_environment("halfcheetah", backend=backend),
+    num_timesteps=warmup + num_envs * epochs_per_chunk * num_chunks,
+    episode_length=1000,
+    num_envs=num_envs,
+    batch_size=batch_size,
+    grad_updates_per_step=grad_updates,
+    min_replay_size=warmup,
+    max_replay_size=100_000,
+    num_evals=num_chunks + 1,
+    num_eval_envs=8,
+    learning_rate=3e-4,
+    discounting=0.99,
+    network_factory=functools.partial(
+      brax_sac_networks.make_sac_networks, hidden_layer_sizes=hidden_sizes
+    ),
+    progress_fn=lambda step, metrics: sps.append(metrics.get("training/sps")),
+  )
+  measured = [x for x in sps if x]
+  return measured[1:] or measured  # The first includes brax's compile.
+
+
+def bench_vs_brax(backend: str = "spring", num_envs: int = 8, num_chunks: int = 4):
+  """rewirejax SAC vs brax.training's SAC at equal settings (one seed, halfcheetah).
+
+  Both: ``num_envs`` envs, batch 256, 2 x 256 networks, the same backend, and G gradient
+  steps per vectorised env step (brax's ``grad_updates_per_step=G``; ours
+  ``updates_per_env_step = G / num_envs``), for G = 1 and G = num_envs / 2 (the paper's 0.5
+  updates per transition). Each trainer runs ``num_chunks`` timed chunks; the median and the
+  range over chunks are printed (one chunk varies by up to 15 % on the 2-core CPU).
+  """
   print(
     f"\n## SAC on halfcheetah ({backend}), {num_envs} envs, batch 256, 2 x 256 networks: "
     "env-steps/s, compile excluded (floor 1.0x brax, target 1.5x)"
@@ -358,27 +398,7 @@ def bench_vs_brax(backend: str = "spring", num_envs: int = 8, num_chunks: int = 
   results = {}
   for grad_updates in (1, num_envs // 2):
     epochs_per_chunk = 1600 // grad_updates
-    sps = []
-    brax_sac.train(
-      environment=brax_envs.get_environment("halfcheetah", backend=backend),
-      num_timesteps=256 * 10 + num_envs * epochs_per_chunk * num_chunks,
-      episode_length=1000,
-      num_envs=num_envs,
-      batch_size=256,
-      grad_updates_per_step=grad_updates,
-      min_replay_size=256 * 10,
-      max_replay_size=100_000,
-      num_evals=num_chunks + 1,
-      num_eval_envs=8,
-      learning_rate=3e-4,
-      discounting=0.99,
-      network_factory=functools.partial(
-        brax_sac_networks.make_sac_networks, hidden_layer_sizes=(256, 256)
-      ),
-      progress_fn=lambda step, metrics, sps=sps: sps.append(metrics.get("training/sps")),
-    )
-    measured = [x for x in sps if x]
-    brax_rates = measured[1:] or measured  # The first includes brax's compile.
+    brax_rates = brax_sac_rates(backend, num_envs, grad_updates, num_chunks, epochs_per_chunk)
     cfg = _cheetah_run_config(backend, num_envs, grad_updates / num_envs, epochs_per_chunk)
     our_rates = _rewirejax_chunk_rates(cfg, _halfcheetah(backend), [0], num_chunks)
     brax_rate, ours = float(np.median(brax_rates)), float(np.median(our_rates))

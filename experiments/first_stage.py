@@ -27,8 +27,8 @@ sys.path.insert(0, str(ROOT / "experiments"))
 
 from configs import brax as brax_configs  # noqa: E402
 
+from rewirejax import compile_cache, metrics  # noqa: E402
 from rewirejax import logging as logs  # noqa: E402
-from rewirejax import metrics  # noqa: E402
 from rewirejax.config import RunConfig  # noqa: E402
 from rewirejax.envs.scenarios import get_scenario, make_scenario_env  # noqa: E402
 from rewirejax.methods import make_method  # noqa: E402
@@ -205,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--out", type=pathlib.Path, default=ROOT / "experiments" / "results")
   parser.add_argument("--no-progress", action="store_true")
   args = parser.parse_args(argv)
+  compile_cache.enable()  # REWIREJAX_COMPILE_CACHE moves it or turns it off.
   try:
     if args.protocol not in brax_configs.PROTOCOLS:
       raise ValueError(

@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 
+from rewirejax import compile_cache
 from rewirejax.config import RunConfig
 
 CONFIG_DIR = pathlib.Path(__file__).resolve().parents[1] / "experiments" / "configs"
@@ -51,6 +52,12 @@ def _preset_module(name_or_path: str):
 def _parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(prog="rewirejax", description="Continual RL by rewiring.")
   parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+  parser.add_argument(
+    "--compile-cache",
+    metavar="DIR|off",
+    help="the persistent compilation cache's folder, or off (default: $REWIREJAX_COMPILE_CACHE, "
+    "else ~/.cache/rewirejax/xla)",
+  )
   sub = parser.add_subparsers(dest="command", required=True)
   train = sub.add_parser("train", help="train SAC (FT-1) on a task or a scenario")
   train.add_argument("--preset", default="demo", help="experiments/configs/<name>.py or a path")
@@ -435,6 +442,7 @@ def main(argv: list[str] | None = None) -> int:
   args = _parser().parse_args(argv)
   commands = {"report": report_command, "sweep": sweep_command, "train": train_command}
   try:
+    compile_cache.enable(args.compile_cache)
     return commands[args.command](args)
   except (ValueError, FloatingPointError) as error:
     if args.debug:

@@ -1,13 +1,10 @@
-"""Test setup: CPU only, 64-bit off, a persistent compilation cache to keep compiles cheap."""
+"""Test setup: CPU only, 64-bit off, the persistent compilation cache to keep compiles cheap
+(``rewirejax.compile_cache``: ``REWIREJAX_COMPILE_CACHE`` moves it or turns it off)."""
 
 import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
-import jax
+from rewirejax import compile_cache
 
-_CACHE_DIR = os.environ.get(
-  "REWIREJAX_JAX_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "rewirejax", "jax")
-)
-jax.config.update("jax_compilation_cache_dir", _CACHE_DIR)
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+compile_cache.enable(min_compile_seconds=0.5)
