@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT / "experiments"))
 
 from configs import brax as brax_configs  # noqa: E402
 
+from rewirejax import compile_cache  # noqa: E402
 from rewirejax import logging as logs  # noqa: E402
 from rewirejax import references as refs  # noqa: E402
 from rewirejax.envs.scenarios import get_scenario, make_scenario_env, scenario_names  # noqa: E402
@@ -144,7 +145,9 @@ def run_pair(
     "curve_steps": cfg.curve_steps(eval_every, result.curves.shape[-1]),
     "policy_params": result.policy_params,
     "ft_1_policy_params": result.ft_1_policy_params,
-    "wall_seconds": wall,  # This call only (a resumed run counts from the resume).
+    # Over every session the run took (before 2026-12-02: this call only, from the resume).
+    "wall_seconds": result.seconds,
+    "wall_seconds_this_call": wall,
     "train_env_steps_per_s": trained_steps / train_seconds if train_seconds else None,
     "versions": logs.manifest(None)["versions"],
   }
@@ -194,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
   )
   parser.add_argument("--no-progress", action="store_true")
   args = parser.parse_args(argv)
+  compile_cache.enable()  # REWIREJAX_COMPILE_CACHE moves it or turns it off.
   try:
     _apply_protocol(args)
     for scenario in args.scenarios:

@@ -75,7 +75,8 @@ class TaskProgram(NamedTuple):
     init: () -> the seed-batched ``TrainState`` at the start of the run.
     begin_task: (state, task_id) -> state after the per-task resets and the warm-up.
     run_chunk: (state, task_id, num_epochs int32) -> (state, metrics [seeds]).
-    end_task: (state, task_id) -> state after the method's end of the task.
+    end_task: (state, task_id) -> (state after the method's end of the task, its metrics
+      [seeds, ...], e.g. Rewire's mode returns and whether it rolled back).
     evaluate_tasks: (state, task_ids [n], keys [seeds, n], current task_id) -> returns
       [seeds, n].
   """
@@ -83,7 +84,7 @@ class TaskProgram(NamedTuple):
   init: Callable[[], TrainState]
   begin_task: Callable[[TrainState, TaskId], TrainState]
   run_chunk: Callable[[TrainState, TaskId, Array], tuple[TrainState, Metrics]]
-  end_task: Callable[[TrainState, TaskId], TrainState]
+  end_task: Callable[[TrainState, TaskId], tuple[TrainState, Metrics]]
   evaluate_tasks: Callable[[TrainState, Array, jax.Array, TaskId], Array]
 
 
@@ -110,7 +111,7 @@ def make_task_program(
     init=jax.jit(init_seeds, out_shardings=sharding),
     begin_task=lambda state, task: warmup(begin(state, task), task)[0],
     run_chunk=_over_seeds(trainer.train_chunk, n, batched_args=(0, None, None)),
-    end_task=lambda state, task: end(state, task)[0],
+    end_task=end,
     evaluate_tasks=_over_seeds(trainer.evaluate, n, donate=False, batched_args=(0, None, 0, None)),
   )
 
@@ -180,6 +181,8 @@ class RunRecord:
     curves: [seeds, tasks, curve points] the learning curves, NaN where not measured yet.
     history: one JSON record per finished chunk.
     position: the next chunk to run, ``{"task_index", "chunk"}`` (chunk 0 starts the task).
+    seconds_before: wall seconds of the sessions before this one, up to their last
+      checkpoint (``seconds`` adds this session's).
   """
 
   tasks: list[int]
@@ -191,17 +194,26 @@ class RunRecord:
   position: dict[str, int] = dataclasses.field(
     default_factory=lambda: {"task_index": 0, "chunk": 0}
   )
+  seconds_before: float = 0.0
+  started: float = dataclasses.field(default_factory=time.perf_counter)
+
+  @property
+  def seconds(self) -> float:
+    """Wall seconds of the run over every session (a chunk redone after a kill counts twice)."""
+    return self.seconds_before + time.perf_counter() - self.started
 
   def jsonable(self) -> dict[str, Any]:
     """What a checkpoint keeps of the record besides the state."""
     fields = {"position": self.position, "returns": self.returns, "curves": self.curves}
-    return logs.to_jsonable({**fields, "history": self.history})
+    return logs.to_jsonable({**fields, "history": self.history, "seconds": self.seconds})
 
   def restore(self, saved: dict[str, Any]) -> None:
     self.position = saved["position"]
     self.returns = np.asarray(saved["returns"], dtype=float).reshape(self.returns.shape)
     self.curves = np.asarray(saved["curves"], dtype=float).reshape(self.curves.shape)
     self.history = saved["history"]
+    self.seconds_before = float(saved.get("seconds", 0.0))  # Absent in older checkpoints.
+    self.started = time.perf_counter()
 
 
 class ChunkEvent(NamedTuple):
@@ -220,8 +232,9 @@ class Callback:
   def on_chunk(self, event: ChunkEvent) -> None:
     del event
 
-  def on_task_end(self, task_index: int, state: TrainState) -> None:
-    del task_index, state
+  def on_task_end(self, task_index: int, state: TrainState, metrics: Metrics) -> None:
+    """After the task's end and its row of R; ``metrics``: the method's end-of-task ones."""
+    del task_index, state, metrics
 
   def close(self) -> None:
     pass
@@ -240,7 +253,8 @@ def run_task(
   its end, then evaluates every one of ``run.eval_tasks``.
 
   Returns:
-    The state after the task's end and the row of R, [seeds, eval tasks].
+    The state after the task's end, the row of R [seeds, eval tasks] and the method's
+    end-of-task metrics ([seeds, ...] per name, on the host).
   """
   task = jnp.int32(run.tasks[task_index])
   if start_chunk == 0:
@@ -262,10 +276,10 @@ def run_task(
     }
     for callback in callbacks:
       callback.on_chunk(ChunkEvent(task_index, chunk, state, metrics, record))
-  state = program.end_task(state, task)
+  state, end_metrics = program.end_task(state, task)
   keys = evaluation_keys(run.seeds, "end_of_task", task_index, run.eval_tasks)
   row = _to_host(program.evaluate_tasks(state, jnp.asarray(run.eval_tasks), keys, task))
-  return state, np.asarray(row)
+  return state, np.asarray(row), _to_host(end_metrics)
 
 
 class NonFiniteGuard(Callback):
@@ -317,8 +331,8 @@ class Bookkeeping(Callback):
     self.run.history.append(logs.to_jsonable(event.record))
     self.run.position = {"task_index": event.task_index, "chunk": event.chunk + 1}
 
-  def on_task_end(self, task_index: int, state: TrainState) -> None:
-    del state
+  def on_task_end(self, task_index: int, state: TrainState, metrics: Metrics) -> None:
+    del state, metrics
     self.run.position = {"task_index": task_index + 1, "chunk": 0}
 
 
@@ -331,11 +345,13 @@ class MetricsLogging(Callback):
   def on_chunk(self, event: ChunkEvent) -> None:
     self.log.write(event.record)
 
-  def on_task_end(self, task_index: int, state: TrainState) -> None:
+  def on_task_end(self, task_index: int, state: TrainState, metrics: Metrics) -> None:
     del state
     task = self.run.tasks[task_index]
     end = {"task_index": task_index, "task": task, "chunk": self.num_chunks}
-    self.log.write({**end, "end_of_task_returns_per_seed": self.run.returns[:, task_index]})
+    per_seed = {f"{name}_per_seed": value for name, value in metrics.items()}
+    returns = self.run.returns[:, task_index]
+    self.log.write({**end, "end_of_task_returns_per_seed": returns, **per_seed})
 
 
 class Checkpointing(Callback):
@@ -350,7 +366,8 @@ class Checkpointing(Callback):
       step = event.task_index * (self.num_chunks + 1) + event.chunk + 1
       self.checkpointer.save(step, event.state, self.run.jsonable())
 
-  def on_task_end(self, task_index: int, state: TrainState) -> None:
+  def on_task_end(self, task_index: int, state: TrainState, metrics: Metrics) -> None:
+    del metrics
     self.checkpointer.save((task_index + 1) * (self.num_chunks + 1), state, self.run.jsonable())
 
   def close(self) -> None:
@@ -378,8 +395,8 @@ class ProgressBar(Callback):
       eval_return=self.last_eval,
     )
 
-  def on_task_end(self, task_index: int, state: TrainState) -> None:
-    del state
+  def on_task_end(self, task_index: int, state: TrainState, metrics: Metrics) -> None:
+    del state, metrics
     row = np.mean(self.run.returns[:, task_index], axis=0)
     self.bar.write(
       f"After task {self.run.tasks[task_index]}: return per eval task (mean over seeds) "
@@ -424,6 +441,7 @@ class SequenceResult:
     state: the final seed-batched ``TrainState``.
     policy_params: the method's policy parameter count after the sequence (``policy_size``).
     ft_1_policy_params: FT-1's at the same sizes; model size = the ratio of the two.
+    seconds: the run's wall seconds over every session it took (``RunRecord.seconds``).
   """
 
   returns: np.ndarray
@@ -432,6 +450,7 @@ class SequenceResult:
   state: TrainState
   policy_params: int | None = None
   ft_1_policy_params: int | None = None
+  seconds: float | None = None
 
 
 def train_sequence(
@@ -504,11 +523,11 @@ def train_sequence(
   try:
     for task_index in range(run.position["task_index"], len(run.tasks)):
       start_chunk = run.position["chunk"]
-      state, run.returns[:, task_index] = run_task(
+      state, run.returns[:, task_index], end_metrics = run_task(
         program, cfg, state, run, task_index, start_chunk, callbacks
       )
       for callback in callbacks:
-        callback.on_task_end(task_index, state)
+        callback.on_task_end(task_index, state, end_metrics)
   except _StoppedError:
     return SequenceResult(run.returns, run.curves, run.history, state)
   finally:
@@ -587,5 +606,5 @@ def _finish(out, cfg, env, method, run: RunRecord, state: TrainState) -> Sequenc
     }
     logs.write_json_atomic(out / "result.json", result)
   return SequenceResult(
-    run.returns, run.curves, run.history, state, policy_params, ft_1_policy_params
+    run.returns, run.curves, run.history, state, policy_params, ft_1_policy_params, run.seconds
   )

@@ -1,6 +1,7 @@
 """The baselines' math and invariants: FT-L2, EWC, PackNet, PNN, CSP (against slow references)."""
 
 import dataclasses
+import json
 
 import chex
 import jax
@@ -246,13 +247,23 @@ def test_model_sizes_as_the_paper_counts():
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))
-def test_every_method_runs_the_tiny_scenario_end_to_end_as_golden(name):
+def test_every_method_runs_the_tiny_scenario_end_to_end_as_golden(name, tmp_path):
   cfg = dataclasses.replace(CFG, steps_per_task=8 * 12)
   method = make_method(name, cfg, **OPTIONS.get(name, {}))
-  result = train_sequence(cfg, TargetReachEnv(num_tasks=4), method, [0, 1], progress=False)
+  out = tmp_path if name == "rewire" else None  # Its log is checked below.
+  env = TargetReachEnv(num_tasks=4)
+  result = train_sequence(cfg, env, method, [0, 1], progress=False, out_dir=out)
   assert result.returns.shape == (1, 2, 2) and np.all(np.isfinite(result.returns))
   assert result.policy_params >= result.ft_1_policy_params
   golden.check(f"toy/{name}", result)  # The behaviour, frozen bit for bit.
+  if out is not None:  # The method's end-of-task metrics are logged with each task's row of R.
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    ends = [x for x in lines if "end_of_task_returns_per_seed" in x]
+    assert len(ends) == 2
+    for end in ends:
+      assert len(end["rewire/mode_returns_per_seed"][0]) == 3  # [seeds][K modes].
+      assert end["rewire/rolled_back_per_seed"] in ([True], [False])
+    assert ends[0]["rewire/rolled_back_per_seed"] == [False]  # Never in the first task.
 
 
 # ---------------------------------------------------------------------------------------- CSP

@@ -447,6 +447,22 @@ def test_run_task_called_directly_equals_the_driver(tmp_path):
   driven = train_sequence(SEQ, env, method, tasks=[0], seeds=seeds, progress=False)
   program = make_task_program(SEQ, env, method, seeds)
   record = RunRecord([0], [0], seeds, np.full((2, 1, 1), np.nan), np.full((2, 1, 0), np.nan))
-  state, row = run_task(program, SEQ, program.init(), record, task_index=0)
+  state, row, _ = run_task(program, SEQ, program.init(), record, task_index=0)
   np.testing.assert_array_equal(row, driven.returns[:, 0])
   chex.assert_trees_all_equal(state.learner.params, driven.state.learner.params)
+
+
+def test_a_resumed_record_counts_the_earlier_sessions_seconds():
+  """``RunRecord.seconds`` goes into every checkpoint, and a restored record adds this
+  session's seconds to it (a checkpoint from before the field counts from the resume)."""
+  blank = {"returns": np.zeros((1, 1, 1)), "curves": np.zeros((1, 1, 0))}
+  record = RunRecord([0], [0], [0], **blank)
+  saved = record.jsonable()
+  assert 0.0 <= saved["seconds"] < 60.0
+  resumed = RunRecord([0], [0], [0], **blank)
+  resumed.restore({**saved, "seconds": 1234.5})
+  assert 1234.5 <= resumed.seconds < 1234.5 + 60.0
+  del saved["seconds"]
+  older = RunRecord([0], [0], [0], **blank)
+  older.restore(saved)
+  assert older.seconds < 60.0
