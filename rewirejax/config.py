@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import numpy as np
 
@@ -142,6 +143,8 @@ class RewireConfig:
   """The rewiring method (SPEC §4). Defaults follow the SPEC (the paper's text); the reference
   code's per-scenario values are presets (implementation notes §9)."""
 
+  # Float32 leaves of the method's state (``RewireCoefs``): ``rewirejax sweep`` grids them.
+  TRACED: ClassVar[tuple[str, ...]] = ("distill_coef", "align_coef", "tau")
   num_modes: int = 3  # K wirings trained at once (multi-mode, Sec. 3.3).
   tau: float = 1.0  # SoftSort temperature of the scores (reference: 0.1 in most scenarios).
   mode_update: str = "all"  # "all": every mode's actor loss per step, vmapped; "sample": one.

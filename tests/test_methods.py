@@ -147,3 +147,43 @@ def test_masked_optimizer_masks_the_gradients_and_keeps_the_inner_state():
   expected, adam_state = adam.update(mask(grads, keep_a, 0.0), adam.init(params), params)
   chex.assert_trees_all_equal((updates, state), (expected, adam_state))
   assert float(updates["a"][1]) == 0.0 and float(jnp.abs(updates["b"]).sum()) == 0.0
+
+
+def test_the_traced_options_are_the_states_sweepable_coefficients():
+  """Each options class's ``TRACED`` fields are exactly the ``coefs`` of the method's state, and
+  ``rewirejax sweep`` knows every one of them."""
+  from rewirejax.sweep import SWEEPABLE
+
+  env = TargetReachEnv()
+  for name, entry in METHODS.items():
+    traced = getattr(entry.options, "TRACED", ())
+    state = jax.eval_shape(make_trainer(CFG, env, make_method(name, CFG)).init, jax.random.key(0))
+    coefs = getattr(state.method_state, "coefs", None)
+    assert (coefs._fields if coefs is not None else ()) == traced, name
+    assert set(traced) <= set(SWEEPABLE.values()), name
+
+
+@pytest.mark.parametrize(
+  "name, values, message",
+  [
+    ("ewc", {"coeff": 1.0}, r"ewc has no options \['coeff'\]; valid: \['coef', 'fisher_samples'\]"),
+    ("ft_l2", {"coef": -1.0}, "the coefficient must be >= 0"),
+    ("packnet", {"keep_fraction": 0.0}, "keep_fraction must be in"),
+    ("pnn", {"width": 0}, "width must be >= 1"),
+    ("ft_1", {"coef": 1.0}, r"ft_1 has no options \['coef'\]; valid: \[\]"),
+  ],
+)
+def test_bad_method_options_are_one_line_errors(name, values, message):
+  with pytest.raises(ValueError, match=message):
+    make_method(name, CFG, **values)
+
+
+def test_options_may_be_given_whole_and_must_be_the_methods_class():
+  from rewirejax.methods import EWCConfig, FTL2Config
+
+  method = make_method("ewc", CFG, options=EWCConfig(coef=3.0))
+  assert method.name == "ewc"
+  with pytest.raises(ValueError, match="ewc takes EWCConfig, got FTL2Config"):
+    make_method("ewc", CFG, options=FTL2Config())
+  with pytest.raises(ValueError, match="either options or option values"):
+    make_method("ewc", CFG, options=EWCConfig(), coef=1.0)

@@ -1,22 +1,28 @@
 """Continual-learning methods as plug-ins of the one trainer (see base.Method).
 
-``METHODS`` maps a name to a factory ``(run_config, **options) -> Method``; ``make_method``
-looks one up (options: a method's settings, e.g. ``RewireConfig`` fields for ``rewire``, ``coef``
-for ``ft_l2`` and ``ewc``, ``finetune_updates`` for ``packnet``; per-scenario values come from
-``experiments/configs/brax.py``).
+``METHODS`` maps a name to a ``MethodEntry``: the method's typed, frozen options
+(``RewireConfig``, ``FTL2Config``, ``EWCConfig``, ``PackNetConfig``, ``PNNConfig``,
+``CSPConfig``, or ``NoOptions``) and its factory ``(run_config, options) -> Method``.
+``make_method(name, cfg, **values)`` builds the options from ``values`` (or takes
+``options=``), checks them and calls the factory; per-scenario values come from
+``experiments/configs/brax.py``. An options class's ``TRACED`` fields are float32 leaves of the
+method's state, so ``rewirejax sweep`` grids them in one job.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from collections.abc import Callable
+from typing import Any, NamedTuple
 
 from rewirejax.config import RewireConfig, RunConfig
-from rewirejax.methods.base import Method, TrainerTools, fine_tuning
-from rewirejax.methods.csp import make_csp
+from rewirejax.methods.base import Method, NoOptions, TrainerTools, fine_tuning
+from rewirejax.methods.csp import CSPConfig, make_csp
 from rewirejax.methods.finetune import make_ft_n, make_sac_n
-from rewirejax.methods.packnet import make_packnet
-from rewirejax.methods.pnn import make_pnn
-from rewirejax.methods.regularized import make_ewc, make_ft_l2
+from rewirejax.methods.packnet import PackNetConfig, make_packnet
+from rewirejax.methods.pnn import PNNConfig, make_pnn
+from rewirejax.methods.regularized import EWCConfig, FTL2Config, make_ewc, make_ft_l2
 from rewirejax.methods.rewire import make_rewire
 
 # The paper's Table 3 ladder: rewire without its parts (their options win over the caller's).
@@ -32,50 +38,90 @@ REWIRE_ABLATIONS = {
 REWIRE_VARIANTS = {"rewire_noiseless": {"gumbel_noise": 0.0, "dropout": 0.0}}
 
 
-def _rewire(name: str, ablation: dict):
-  def factory(cfg: RunConfig, **options) -> Method:
-    return make_rewire(cfg.max_tasks, RewireConfig(**{**options, **ablation}), name=name)
+class MethodEntry(NamedTuple):
+  """A registered method: its options class and its factory ``(run_config, options)``."""
 
-  return factory
-
-
-def _packnet(cfg: RunConfig, finetune_updates: int | None = None, **options) -> Method:
-  """PackNet; by default it retrains for the paper's share of a task's updates (100 k of 500 k)."""
-  if finetune_updates is None:
-    finetune_updates = cfg.train_epochs * cfg.sac.updates_per_epoch // 5
-  return make_packnet(cfg.max_tasks, finetune_updates=finetune_updates, **options)
+  options: type
+  make: Callable[[RunConfig, Any], Method]
 
 
-METHODS: dict[str, Callable[..., Method]] = {
-  "ft_1": lambda cfg: fine_tuning(),
-  "ft_n": lambda cfg: make_ft_n(cfg.max_tasks),
-  "sac_n": lambda cfg: make_sac_n(cfg.max_tasks),
-  "ft_l2": lambda cfg, coef=1.0: make_ft_l2(coef),
-  "ewc": lambda cfg, coef=1.0, fisher_samples=1024: make_ewc(coef, fisher_samples),
-  "packnet": _packnet,
-  "pnn": lambda cfg, **options: make_pnn(cfg.max_tasks, **options),
-  "csp": lambda cfg, **options: make_csp(cfg.max_tasks, cfg.sac.num_envs, **options),
-  "rewire": _rewire("rewire", {}),
+def _ft_1(cfg: RunConfig, options: NoOptions) -> Method:
+  del cfg, options
+  return fine_tuning()
+
+
+def _rewire_variant(name: str, overrides: dict, cfg: RunConfig, options: RewireConfig) -> Method:
+  return make_rewire(cfg, dataclasses.replace(options, **overrides), name=name)
+
+
+METHODS: dict[str, MethodEntry] = {
+  "ft_1": MethodEntry(NoOptions, _ft_1),
+  "ft_n": MethodEntry(NoOptions, make_ft_n),
+  "sac_n": MethodEntry(NoOptions, make_sac_n),
+  "ft_l2": MethodEntry(FTL2Config, make_ft_l2),
+  "ewc": MethodEntry(EWCConfig, make_ewc),
+  "packnet": MethodEntry(PackNetConfig, make_packnet),
+  "pnn": MethodEntry(PNNConfig, make_pnn),
+  "csp": MethodEntry(CSPConfig, make_csp),
+  "rewire": MethodEntry(RewireConfig, make_rewire),
   **{
-    name: _rewire(name, ablation)
-    for name, ablation in {**REWIRE_ABLATIONS, **REWIRE_VARIANTS}.items()
+    name: MethodEntry(RewireConfig, functools.partial(_rewire_variant, name, overrides))
+    for name, overrides in {**REWIRE_ABLATIONS, **REWIRE_VARIANTS}.items()
   },
 }
 
 
-def make_method(name: str, cfg: RunConfig, **options) -> Method:
-  """The registered method ``name`` for ``cfg``; unknown names raise ValueError with choices."""
+def method_entry(name: str) -> MethodEntry:
+  """The registered ``name``; unknown names raise ValueError with the choices."""
   if name not in METHODS:
     raise ValueError(f"Unknown method {name!r}; choices: {list(METHODS)}.")
-  return METHODS[name](cfg, **options)
+  return METHODS[name]
+
+
+def build_options(name: str, **values) -> Any:
+  """``name``'s options class built from ``values``, checked; an unknown field raises a
+  one-line ValueError naming the valid ones."""
+  options_class = method_entry(name).options
+  fields = [f.name for f in dataclasses.fields(options_class)]
+  unknown = sorted(set(values) - set(fields))
+  if unknown:
+    raise ValueError(f"{name} has no options {unknown}; valid: {fields}.")
+  options = options_class(**values)
+  options.validate()
+  return options
+
+
+def make_method(name: str, cfg: RunConfig, options: Any = None, **values) -> Method:
+  """The registered method ``name`` for ``cfg``, with ``options`` (an instance of its options
+  class) or the options built from ``values``."""
+  entry = method_entry(name)
+  if options is None:
+    options = build_options(name, **values)
+  elif values:
+    raise ValueError("give make_method either options or option values, not both.")
+  elif not isinstance(options, entry.options):
+    raise ValueError(f"{name} takes {entry.options.__name__}, got {type(options).__name__}.")
+  else:
+    options.validate()
+  return entry.make(cfg, options)
 
 
 __all__ = [
   "METHODS",
   "REWIRE_ABLATIONS",
   "REWIRE_VARIANTS",
+  "CSPConfig",
+  "EWCConfig",
+  "FTL2Config",
   "Method",
+  "MethodEntry",
+  "NoOptions",
+  "PNNConfig",
+  "PackNetConfig",
+  "RewireConfig",
   "TrainerTools",
+  "build_options",
   "fine_tuning",
   "make_method",
+  "method_entry",
 ]

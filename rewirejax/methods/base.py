@@ -8,6 +8,7 @@ replaces only the hooks it needs.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -22,6 +23,14 @@ from rewirejax.replay import ReplayState
 from rewirejax.types import Array, Metrics, Params, PRNGKey, TaskId
 
 MethodState = Any
+
+
+@dataclasses.dataclass(frozen=True)
+class NoOptions:
+  """The options of a method that has none (FT-1, FT-N, SAC-N)."""
+
+  def validate(self) -> None:
+    pass
 
 
 class TrainerTools(NamedTuple):

@@ -179,11 +179,11 @@ class CSPConfig:
       raise ValueError("repeat_alpha, alpha_candidates and critic_states must be >= 1.")
 
 
-def make_csp(max_tasks: int, num_envs: int, **options) -> base.Method:
-  """CSP with ``max_tasks`` preallocated anchors and ``CSPConfig(**options)`` (see the module
-  docstring): the hooks below, bound to the config and the anchor count."""
-  c = CSPConfig(**options)
+def make_csp(cfg, c: CSPConfig) -> base.Method:
+  """CSP with ``cfg.max_tasks`` preallocated anchors and options ``c`` (see the module
+  docstring): the hooks below, bound to the options and the anchor count."""
   c.validate()
+  max_tasks, num_envs = cfg.max_tasks, cfg.sac.num_envs
   return base.fine_tuning(
     "csp",
     make_networks=functools.partial(make_networks, max_tasks),

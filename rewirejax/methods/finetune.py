@@ -68,11 +68,13 @@ def _stored_policies(name: str, fresh_policy_per_task: bool, max_tasks: int) -> 
   )
 
 
-def make_ft_n(max_tasks: int) -> base.Method:
+def make_ft_n(cfg, options: base.NoOptions = base.NoOptions()) -> base.Method:
   """FT-N: fine-tune one policy across tasks and keep a copy of it after each task."""
-  return _stored_policies("ft_n", fresh_policy_per_task=False, max_tasks=max_tasks)
+  del options
+  return _stored_policies("ft_n", fresh_policy_per_task=False, max_tasks=cfg.max_tasks)
 
 
-def make_sac_n(max_tasks: int) -> base.Method:
+def make_sac_n(cfg, options: base.NoOptions = base.NoOptions()) -> base.Method:
   """SAC-N: a new randomly initialised policy per task, a copy kept after each task."""
-  return _stored_policies("sac_n", fresh_policy_per_task=True, max_tasks=max_tasks)
+  del options
+  return _stored_policies("sac_n", fresh_policy_per_task=True, max_tasks=cfg.max_tasks)

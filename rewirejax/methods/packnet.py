@@ -17,6 +17,7 @@ scenario is). Model size 2: the weights and the owner map.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import NamedTuple
 
 import jax
@@ -62,15 +63,29 @@ def owned_by(actor_params: Params, owner: Params, last_task) -> Params:
   )
 
 
-def make_packnet(
-  max_tasks: int, keep_fraction: float = 0.125, finetune_updates: int = 100_000
-) -> base.Method:
+@dataclasses.dataclass(frozen=True)
+class PackNetConfig:
+  """PackNet's options (the paper's by default)."""
+
+  keep_fraction: float = 0.125  # Of every layer's free weights, kept for each task.
+  # SAC updates of the retraining after pruning; None: a fifth of a task's updates (the
+  # paper's 100 k of 500 k).
+  finetune_updates: int | None = None
+
+  def validate(self) -> None:
+    if not 0.0 < self.keep_fraction <= 1.0:
+      raise ValueError(f"keep_fraction must be in (0, 1], got {self.keep_fraction}.")
+    if self.finetune_updates is not None and self.finetune_updates < 0:
+      raise ValueError(f"finetune_updates must be >= 0, got {self.finetune_updates}.")
+
+
+def make_packnet(cfg, options: PackNetConfig) -> base.Method:
   """PackNet giving each task ``keep_fraction`` of every layer, retrained for
-  ``finetune_updates`` SAC updates (the paper: 12.5 %, 100 k)."""
-  if not 0.0 < keep_fraction <= 1.0:
-    raise ValueError(f"keep_fraction must be in (0, 1], got {keep_fraction}.")
-  if finetune_updates < 0:
-    raise ValueError(f"finetune_updates must be >= 0, got {finetune_updates}.")
+  ``finetune_updates`` SAC updates after pruning (the paper: 12.5 %, 100 k)."""
+  max_tasks, keep_fraction = cfg.max_tasks, options.keep_fraction
+  finetune_updates = options.finetune_updates
+  if finetune_updates is None:
+    finetune_updates = cfg.train_epochs * cfg.sac.updates_per_epoch // 5
 
   def init(key, params):
     del key

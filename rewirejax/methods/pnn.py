@@ -18,6 +18,8 @@ bit-identical. Model size: the parameters of the columns used.
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -118,8 +120,20 @@ def leaf_columns(name: str, num_columns: int) -> np.ndarray:
   return np.arange(num_columns)
 
 
-def make_pnn(max_tasks: int, width: int = PNN_WIDTH) -> base.Method:
-  """PNN with ``max_tasks`` preallocated columns of ``width`` units per hidden layer."""
+@dataclasses.dataclass(frozen=True)
+class PNNConfig:
+  """PNN's options."""
+
+  width: int = PNN_WIDTH  # Units per hidden layer of each column.
+
+  def validate(self) -> None:
+    if self.width < 1:
+      raise ValueError(f"width must be >= 1, got {self.width}.")
+
+
+def make_pnn(cfg, options: PNNConfig) -> base.Method:
+  """PNN with ``cfg.max_tasks`` preallocated columns of ``width`` units per hidden layer."""
+  max_tasks, width = cfg.max_tasks, options.width
 
   def make_networks(observation_size, action_size, cfg):
     del observation_size

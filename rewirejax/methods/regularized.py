@@ -20,8 +20,9 @@ No penalty is applied during the first task (there is no anchor yet).
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -107,9 +108,6 @@ def estimate_fisher(networks, actor_params: Params, obs: Array, task_id, chunk: 
 def _anchored(name: str, coef: float, fisher_samples: int | None, copies: int) -> base.Method:
   """The shared plug-in: ``fisher_samples=None`` is FT-L2 (F = 1), otherwise EWC."""
 
-  if coef < 0:
-    raise ValueError(f"{name}'s coefficient must be >= 0, got {coef}.")
-
   def init(key, params):
     del key
     zeros = jax.tree.map(jnp.zeros_like, params.actor)
@@ -142,13 +140,40 @@ def _anchored(name: str, coef: float, fisher_samples: int | None, copies: int) -
   )
 
 
-def make_ft_l2(coef: float) -> base.Method:
+@dataclasses.dataclass(frozen=True)
+class FTL2Config:
+  """FT-L2's options; ``coef`` is traced (``AnchorCoefs``), so ``rewirejax sweep`` grids it."""
+
+  TRACED: ClassVar[tuple[str, ...]] = ("coef",)
+  coef: float = 1.0  # The pull's coefficient (the reference's l2_coeff).
+
+  def validate(self) -> None:
+    if self.coef < 0:
+      raise ValueError(f"the coefficient must be >= 0, got {self.coef}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class EWCConfig:
+  """EWC's options; ``coef`` is traced (``AnchorCoefs``), so ``rewirejax sweep`` grids it."""
+
+  TRACED: ClassVar[tuple[str, ...]] = ("coef",)
+  coef: float = 1.0  # The pull's coefficient (the reference's fisher_coeff).
+  fisher_samples: int = 1024  # Replay states the Fisher of a finished task is averaged over.
+
+  def validate(self) -> None:
+    if self.coef < 0:
+      raise ValueError(f"the coefficient must be >= 0, got {self.coef}.")
+    if self.fisher_samples < 1:
+      raise ValueError(f"fisher_samples must be >= 1, got {self.fisher_samples}.")
+
+
+def make_ft_l2(cfg, options: FTL2Config) -> base.Method:
   """FT-L2: ``coef * ||theta - theta*||^2`` (summed over all actor weights)."""
-  return _anchored("ft_l2", coef, fisher_samples=None, copies=2)
+  del cfg
+  return _anchored("ft_l2", options.coef, fisher_samples=None, copies=2)
 
 
-def make_ewc(coef: float, fisher_samples: int = 1024) -> base.Method:
+def make_ewc(cfg, options: EWCConfig) -> base.Method:
   """EWC: ``coef * sum_j F_j (theta_j - theta*_j)^2``, F summed over finished tasks."""
-  if fisher_samples < 1:
-    raise ValueError(f"fisher_samples must be >= 1, got {fisher_samples}.")
-  return _anchored("ewc", coef, fisher_samples=fisher_samples, copies=3)
+  del cfg
+  return _anchored("ewc", options.coef, fisher_samples=options.fisher_samples, copies=3)

@@ -237,11 +237,11 @@ def distillation(
 # ---------------------------------------------------------------------------------------------
 
 
-def make_rewire(max_tasks: int, rc: RewireConfig = RewireConfig(), name: str = "rewire"):
+def make_rewire(cfg, rc: RewireConfig = RewireConfig(), name: str = "rewire"):
   """The rewiring method with options ``rc``: the hooks below, bound to ``rc`` and the number
-  of wiring slots (one per task, or ``rc.task_slots``)."""
+  of wiring slots (one per task of ``cfg.max_tasks``, or ``rc.task_slots``)."""
   rc.validate()
-  slots = rc.task_slots or max_tasks
+  slots = rc.task_slots or cfg.max_tasks
   return base.fine_tuning(
     name,
     make_networks=functools.partial(make_networks, rc, slots),
