@@ -30,7 +30,13 @@ from rewirejax import compile_cache  # noqa: E402
 from rewirejax import logging as logs  # noqa: E402
 from rewirejax import references as refs  # noqa: E402
 from rewirejax.envs.scenarios import get_scenario, make_scenario_env, scenario_names  # noqa: E402
-from rewirejax.methods import METHODS, REWIRE_ABLATIONS, REWIRE_VARIANTS, make_method  # noqa: E402
+from rewirejax.methods import (  # noqa: E402
+  METHODS,
+  REWIRE_ABLATIONS,
+  REWIRE_VARIANTS,
+  make_method,
+  same_options,
+)
 from rewirejax.report import build_report  # noqa: E402
 from rewirejax.train import train_sequence  # noqa: E402
 
@@ -60,9 +66,11 @@ def _settings(
 def _same_settings(saved: dict, settings: dict) -> bool:
   """Whether ``saved`` (a result or a run folder's ``settings.json``) was made with
   ``settings``: every key compared but the protocol's name (the settings it stands for are
-  compared, and older files lack it)."""
-  keys = [k for k in settings if k != "protocol"]
-  return {k: saved.get(k) for k in keys} == {k: settings[k] for k in keys}
+  compared, and older files lack it), the method's options as the options they resolve to."""
+  keys = [k for k in settings if k not in ("protocol", "method_options")]
+  same = {k: saved.get(k) for k in keys} == {k: settings[k] for k in keys}
+  options = saved.get("method_options", {}), settings["method_options"]
+  return same and same_options(settings["method"], *options)
 
 
 def run_pair(

@@ -187,3 +187,15 @@ def test_options_may_be_given_whole_and_must_be_the_methods_class():
     make_method("ewc", CFG, options=FTL2Config())
   with pytest.raises(ValueError, match="either options or option values"):
     make_method("ewc", CFG, options=EWCConfig(), coef=1.0)
+
+
+def test_same_options_compares_what_the_options_resolve_to():
+  """A result file's options equal today's when they resolve to the same options class, so a
+  value spelled out at its default matches one left out (and a changed value does not)."""
+  from rewirejax.methods import same_options
+
+  assert same_options("rewire", {"distill_coef": 1e-5, "align_coef": 100.0}, {"align_coef": 100})
+  assert not same_options("rewire", {"align_coef": 100.0}, {"align_coef": 1.0})
+  assert same_options("ft_1", {}, {})
+  assert not same_options("ewc", {"coef": 1.0}, {"coef": 1.0, "gone": 2})  # Compared as dicts.
+  assert same_options("ewc", {"coef": 1.0, "gone": 2}, {"coef": 1.0, "gone": 2})

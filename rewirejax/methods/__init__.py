@@ -91,6 +91,16 @@ def build_options(name: str, **values) -> Any:
   return options
 
 
+def same_options(name: str, saved: dict, values: dict) -> bool:
+  """Whether two option dicts of method ``name`` (e.g. one read back from a result file) give
+  the same options: compared resolved, so a value spelled out at its default equals one left
+  out."""
+  try:
+    return build_options(name, **saved) == build_options(name, **values)
+  except (ValueError, TypeError):  # An unknown method or an option it no longer has.
+    return saved == values
+
+
 def make_method(name: str, cfg: RunConfig, options: Any = None, **values) -> Method:
   """The registered method ``name`` for ``cfg``, with ``options`` (an instance of its options
   class) or the options built from ``values``."""
@@ -124,4 +134,5 @@ __all__ = [
   "fine_tuning",
   "make_method",
   "method_entry",
+  "same_options",
 ]
