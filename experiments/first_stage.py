@@ -31,7 +31,7 @@ from rewirejax import compile_cache, metrics  # noqa: E402
 from rewirejax import logging as logs  # noqa: E402
 from rewirejax.config import RunConfig  # noqa: E402
 from rewirejax.envs.scenarios import get_scenario, make_scenario_env  # noqa: E402
-from rewirejax.methods import make_method  # noqa: E402
+from rewirejax.methods import make_method, same_options  # noqa: E402
 from rewirejax.train import train_sequence  # noqa: E402
 
 # Variant -> (label, method, options over the protocol's method options). The first three are
@@ -55,6 +55,13 @@ def variant_config(protocol: brax_configs.Protocol, scenario: str, curve_points:
   return dataclasses.replace(cfg, epochs_per_chunk=math.ceil(cfg.train_epochs / curve_points))
 
 
+def _same_settings(method_name: str, saved: dict, settings: dict) -> bool:
+  """The same seeds and config, and method options that resolve to the same options."""
+  same = all(saved.get(k) == settings[k] for k in ("seeds", "config"))
+  options = saved.get("method_options", {}), settings["method_options"]
+  return same and same_options(method_name, *options)
+
+
 def run_variant(
   name: str,
   cfg: RunConfig,
@@ -75,7 +82,7 @@ def run_variant(
   }
   settings = logs.to_jsonable({"seeds": list(seeds), "config": cfg, "method_options": options})
   saved = out / name / "settings.json"
-  if saved.exists() and json.loads(saved.read_text()) != settings:
+  if saved.exists() and not _same_settings(method_name, json.loads(saved.read_text()), settings):
     raise ValueError(f"{out / name} holds a run of other settings (seeds, config, options).")
   if path.exists():
     return json.loads(path.read_text())

@@ -28,6 +28,12 @@ def test_first_stage_on_the_toy(tmp_path, capsys):
   table = (out / "first_stage.md").read_text()
   assert "rewiring alone (K = 1)" in table and "not reached by half (0/2)" in table
   assert (out / "first_stage.png").stat().st_size > 1000
+  # Options spelled out at their defaults are the same options: the finished run is kept.
+  saved = tmp_path / "cpu" / "toy" / "tiny" / "first_stage" / "rewire_k1" / "settings.json"
+  settings = json.loads(saved.read_text())
+  settings["method_options"]["rollback_if_worse"] = True
+  saved.write_text(json.dumps(settings))
+  assert first_stage.main(argv) == 0
   # Another seed count in the same folder is refused, not mixed in.
   assert first_stage.main([*argv[:2], "--seeds", "3", *argv[4:]]) == 2
   assert "other settings" in capsys.readouterr().err
