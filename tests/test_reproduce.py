@@ -193,3 +193,19 @@ def test_protocol_gives_defaults_that_flags_override():
     cpu.sac,
   )
   assert reproduce_brax.main(["--scenarios", "toy/tiny", "--protocol", "gpu"]) == 2
+
+
+def test_every_method_gets_its_own_options_class_on_every_scenario():
+  """``method_config`` is typed: each method's options are an instance of its class, and what a
+  result records (``method_options``) resolves back to them."""
+  from rewirejax.methods import METHODS, build_options
+
+  for scenario in [*brax_configs.PAPER_OPTIONS, "toy/tiny"]:
+    for name, entry in METHODS.items():
+      for preset in brax_configs.PRESETS:
+        options = brax_configs.method_config(scenario, name, preset, 0.15, "cpu")
+        assert isinstance(options, entry.options), (scenario, name)
+        recorded = brax_configs.method_options(scenario, name, preset, 0.15, "cpu")
+        assert build_options(name, **recorded) == options
+  ewc = brax_configs.method_config("ant/transfer", "ewc")
+  assert ewc.coef == 10_000.0 and ewc.fisher_samples == 1024

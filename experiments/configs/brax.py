@@ -17,9 +17,19 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Any
 
-from rewirejax.config import RunConfig, SACConfig
+from rewirejax.config import RewireConfig, RunConfig, SACConfig
 from rewirejax.envs.scenarios import get_scenario
+from rewirejax.methods import (
+  METHODS,
+  CSPConfig,
+  EWCConfig,
+  FTL2Config,
+  PackNetConfig,
+  PNNConfig,
+  method_entry,
+)
 from rewirejax.methods.pnn import PNN_WIDTH
 
 # lr policy, lr q, reward scaling, policy update delay, target update delay, target multiplier.
@@ -211,6 +221,90 @@ def _round_up(x: float, multiple: int) -> int:
   return int(math.ceil(x / multiple) * multiple)
 
 
+def _paper_options(scenario: str) -> dict[str, Any]:
+  """The reference's per-scenario options of every method that has them (notes §9), typed:
+  FT-L2's and EWC's coefficients, CSP's Dirichlet and ``repeat_alpha``, Rewire's alpha and beta
+  (for Rewire and each of its ablations and variants)."""
+  l2_coef, fisher_coef, distribution, repeat_alpha = _BASELINE_TABLE[scenario]
+  rewire = RewireConfig(
+    distill_coef=_REWIRE_TABLE[scenario][3], align_coef=_REWIRE_TABLE[scenario][4]
+  )
+  return {
+    "ft_l2": FTL2Config(coef=l2_coef),
+    "ewc": EWCConfig(coef=fisher_coef),
+    "csp": CSPConfig(distribution=distribution, repeat_alpha=repeat_alpha),
+    **{name: rewire for name, entry in METHODS.items() if entry.options is RewireConfig},
+  }
+
+
+def _reference_rewire(scenario: str) -> RewireConfig:
+  """The reference code's Rewire settings (notes §9): its tau, one random mode per update and one
+  acting mode for all envs, squared-error distillation, ``cycle`` task slots, the correlation
+  form of the alignment loss, Gumbel noise on the scores in the update or, where its scale is
+  0, dropout 0.1."""
+  tau, gumbel, cycle, alpha, beta = _REWIRE_TABLE[scenario]
+  return RewireConfig(
+    distill_coef=alpha,
+    align_coef=beta,
+    tau=tau,
+    task_slots=cycle,
+    distill="mse",
+    mode_update="sample",
+    align_loss="correlation",
+    mode_per_env=False,
+    gumbel_noise=gumbel,
+    dropout=0.0 if gumbel > 0 else 0.1,
+  )
+
+
+# The per-scenario options: {scenario: {method: options}} (the toy scenario uses the defaults).
+PAPER_OPTIONS = {scenario: _paper_options(scenario) for scenario in _BASELINE_TABLE}
+REFERENCE_REWIRE = {scenario: _reference_rewire(scenario) for scenario in _REWIRE_TABLE}
+
+
+def _at_budget(options, budget: float, sac_settings: str):
+  """Options that are shares of a task's work or of the network, at this budget and width:
+  PackNet retrains for 100 k updates x ``budget``, CSP scores 4096 x ``budget`` (at least 32)
+  points per subspace, PNN's columns keep the paper's share of the width (96 of 256)."""
+  if isinstance(options, PackNetConfig):
+    return dataclasses.replace(
+      options, finetune_updates=math.ceil(PACKNET_FINETUNE_UPDATES * budget)
+    )
+  if isinstance(options, CSPConfig):
+    candidates = max(math.ceil(CSP_ALPHA_CANDIDATES * budget), 32)
+    return dataclasses.replace(options, alpha_candidates=candidates)
+  if isinstance(options, PNNConfig):
+    width = SAC_SETTINGS[sac_settings].get("hidden_sizes", (256,))[0]
+    return dataclasses.replace(options, width=max(round(PNN_WIDTH * width / 256), 1))
+  return options
+
+
+def method_config(
+  scenario: str,
+  method: str,
+  preset: str = "paper",
+  budget: float = 1.0,
+  sac_settings: str = "paper",
+):
+  """A method's typed options on ``scenario`` (``make_method(method, cfg, options=...)``).
+
+  ``PAPER_OPTIONS`` holds the reference's per-scenario values; ``_at_budget`` scales the
+  options that are shares of a task's work or width. Rewire's ``preset``: ``"paper"`` follows
+  the paper's text and SPEC §4's defaults (tau 1, all K modes per update, KL distillation, a
+  wiring and head per task) with the reference's alpha and beta; ``"reference"`` mirrors the
+  reference code (``REFERENCE_REWIRE``).
+  """
+  if preset not in PRESETS:
+    raise ValueError(f"Unknown preset {preset!r}; choices: {list(PRESETS)}.")
+  options_class = method_entry(method).options
+  if scenario not in PAPER_OPTIONS:  # The toy: every default.
+    return options_class()
+  options = PAPER_OPTIONS[scenario].get(method, options_class())
+  if preset == "reference" and options_class is RewireConfig:
+    options = REFERENCE_REWIRE[scenario]
+  return _at_budget(options, budget, sac_settings)
+
+
 def method_options(
   scenario: str,
   method: str,
@@ -218,47 +312,12 @@ def method_options(
   budget: float = 1.0,
   sac_settings: str = "paper",
 ) -> dict:
-  """A method's per-scenario settings (``make_method(method, cfg, **options)``).
-
-  FT-L2 and EWC take their coefficients, CSP its Dirichlet and ``repeat_alpha``, from the
-  reference's per-scenario configs; PackNet retrains for 100 k updates x ``budget`` after
-  pruning and CSP scores 4096 x ``budget`` (at least 32) points per subspace, the same shares
-  of a task's work as at the full budget. PNN's columns keep the paper's share of the networks'
-  width (96 of 256) under SAC settings of another width.
-
-  Rewire takes alpha and beta from the reference's per-scenario configs either way. ``"paper"``
-  follows the paper's text and SPEC §4's defaults (tau 1, all K modes per update, KL
-  distillation, a wiring and head per task); ``"reference"`` mirrors the reference code (its
-  tau, one random mode per update and one per acting step for all envs, squared-error
-  distillation, ``cycle`` task slots, the
-  correlation form of the alignment loss, Gumbel noise on the scores in the update or, where its
-  scale is 0, dropout 0.1).
-  """
-  if preset not in PRESETS:
-    raise ValueError(f"Unknown preset {preset!r}; choices: {list(PRESETS)}.")
-  if scenario not in _BASELINE_TABLE:
-    return {}
-  if method == "packnet":
-    return {"finetune_updates": math.ceil(PACKNET_FINETUNE_UPDATES * budget)}
-  if method == "pnn":  # The paper's share of the width: 96 of 256.
-    width = SAC_SETTINGS[sac_settings].get("hidden_sizes", (256,))[0]
-    return {} if width == 256 else {"width": max(round(PNN_WIDTH * width / 256), 1)}
-  l2_coef, fisher_coef, distribution, repeat_alpha = _BASELINE_TABLE[scenario]
-  if method in ("ft_l2", "ewc"):
-    return {"coef": l2_coef if method == "ft_l2" else fisher_coef}
-  if method == "csp":
-    candidates = max(math.ceil(CSP_ALPHA_CANDIDATES * budget), 32)
-    return {
-      "distribution": distribution,
-      "repeat_alpha": repeat_alpha,
-      "alpha_candidates": candidates,
-    }
-  if not method.startswith("rewire") or scenario not in _REWIRE_TABLE:
-    return {}
-  tau, gumbel, cycle, alpha, beta = _REWIRE_TABLE[scenario]
-  options = {"distill_coef": alpha, "align_coef": beta}
-  if preset == "reference":
-    options.update(tau=tau, task_slots=cycle, distill="mse", mode_update="sample")
-    options.update(align_loss="correlation", mode_per_env=False)
-    options.update(gumbel_noise=gumbel, dropout=0.0 if gumbel > 0 else 0.1)
-  return options
+  """``method_config`` as the values that differ from the options' defaults
+  (``make_method(method, cfg, **options)``; what result files record)."""
+  options = method_config(scenario, method, preset, budget, sac_settings)
+  default = type(options)()
+  return {
+    f.name: getattr(options, f.name)
+    for f in dataclasses.fields(options)
+    if getattr(options, f.name) != getattr(default, f.name)
+  }
