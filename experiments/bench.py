@@ -326,10 +326,6 @@ def _cheetah_run_config(
   )
 
 
-def round_up(x: float, multiple: int) -> int:
-  return int(-(-x // multiple) * multiple)
-
-
 def brax_sac_rates(
   backend: str,
   num_envs: int,
@@ -346,6 +342,7 @@ def brax_sac_rates(
   from brax import envs as brax_envs
   from brax.training.agents.sac import networks as brax_sac_networks
   from brax.training.agents.sac import train as brax_sac
+  from configs.brax import round_up
 
   if not hasattr(jax, "device_put_replicated"):
 

@@ -118,12 +118,12 @@ def cases_in_order(sizes: Sizes) -> list[Case]:
   return cases
 
 
-def run_config(backend: str, sizes: Sizes, steps_per_task: int | None = None):
+def run_config(backend: str, sizes: Sizes):
   """halfcheetah/forgetting's paper config at ``sizes`` (warm-up: 10 batches; no policy or
   target delay, as brax.training's SAC)."""
   backend = "spring" if sizes.scenario.startswith("toy/") else backend  # The toy ignores it.
   cfg = brax_configs.get_config(sizes.scenario, budget=1.0, backend=backend)
-  warmup = bench.round_up(10 * sizes.batch_size, sizes.num_envs)
+  warmup = brax_configs.round_up(10 * sizes.batch_size, sizes.num_envs)
   sac = dataclasses.replace(
     cfg.sac,
     num_envs=sizes.num_envs,
@@ -134,7 +134,7 @@ def run_config(backend: str, sizes: Sizes, steps_per_task: int | None = None):
     policy_update_delay=1,
     target_update_delay=1,
   )
-  steps = steps_per_task or warmup + sizes.num_envs * sizes.epochs_per_chunk * sizes.timed_chunks
+  steps = warmup + sizes.num_envs * sizes.epochs_per_chunk * sizes.timed_chunks
   return dataclasses.replace(
     cfg,
     sac=sac,
@@ -147,8 +147,7 @@ def run_config(backend: str, sizes: Sizes, steps_per_task: int | None = None):
 
 def _program(case: Case, cfg, sizes: Sizes):
   env = make_scenario_env(get_scenario(sizes.scenario), cfg.backend)
-  rewire = case.method == "rewire"
-  options = brax_configs.method_options(sizes.scenario, case.method) if rewire else {}
+  options = brax_configs.method_options(sizes.scenario, case.method)
   if case.mode_update is not None:
     options = {**options, "mode_update": case.mode_update}
   method = make_method(case.method, cfg, **options)

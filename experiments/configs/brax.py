@@ -184,13 +184,13 @@ def get_config(
     sac = dataclasses.replace(sac, num_envs=num_envs)
   eval_envs = eval_envs if num_eval_envs is None else num_eval_envs
   steps = max(round(budget * spec.steps_per_task), 1)
-  warmup = _round_up(max(budget * sac.warmup_transitions, sac.batch_size), sac.num_envs)
+  warmup = round_up(max(budget * sac.warmup_transitions, sac.batch_size), sac.num_envs)
   sac = dataclasses.replace(
     sac,
     warmup_transitions=min(warmup, sac.warmup_transitions),
     # A task never collects more than its budget, and the buffer is new per task: a larger
     # one would only cost memory and checkpoint time (1.28 M transitions are ~0.2 GiB a seed).
-    replay_capacity=min(sac.replay_capacity, _round_up(steps, sac.num_envs)),
+    replay_capacity=min(sac.replay_capacity, round_up(steps, sac.num_envs)),
   )
   cfg = RunConfig(
     env_name=spec.env_name,
@@ -217,7 +217,7 @@ def eval_every_chunks(cfg: RunConfig, budget: float, sac_settings: str = "paper"
   return max(cfg.num_chunks // CURVE_POINTS[budget == 1.0], 1)
 
 
-def _round_up(x: float, multiple: int) -> int:
+def round_up(x: float, multiple: int) -> int:
   return int(math.ceil(x / multiple) * multiple)
 
 

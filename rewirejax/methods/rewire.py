@@ -266,7 +266,7 @@ def actor_optimizer(rc: RewireConfig, cfg) -> optax.GradientTransformationExtraA
   at ``adapter_lr`` instead. Adam moves a score by about its learning rate for any nonzero
   gradient, however small or noisy, so the adapters leave the identity within a few hundred
   updates at any beta (docs/cpu-protocol.md); SGD's steps scale with the gradient."""
-  adam = optax.adam(cfg.actor_lr)
+  adam = base.actor_adam(cfg)
   if rc.adapter_optimizer == "actor_adam":
     return adam
   return optax.multi_transform(
