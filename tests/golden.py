@@ -42,13 +42,14 @@ def _load() -> dict:
 
 def check(name: str, result) -> None:
   """Asserts that run ``name`` (a ``SequenceResult``) gave the committed return matrix,
-  learning curves and final-state checksum (or, with ``REWIREJAX_WRITE_GOLDEN=1``, records
+  learning curves, final-state checksum and policy parameter count (or, with ``REWIREJAX_WRITE_GOLDEN=1``, records
   them)."""
   state = result.state
   observed = {
     "returns": np.asarray(result.returns, np.float32).tolist(),
     "curves": np.asarray(result.curves, np.float32).tolist(),
     "state_sha256": state_checksum((state.learner, state.method_state)),
+    "policy_params": None if result.policy_params is None else int(result.policy_params),
   }
   if WRITE:
     values = _load()
@@ -64,3 +65,4 @@ def check(name: str, result) -> None:
       err_msg=f"{name}: the {field} moved",
     )
   assert observed["state_sha256"] == expected["state_sha256"], f"{name}: the final state moved"
+  assert observed["policy_params"] == expected["policy_params"], f"{name}: the model size moved"
