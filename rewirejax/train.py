@@ -31,7 +31,7 @@ import numpy as np
 
 from rewirejax import logging as logs
 from rewirejax.config import RunConfig
-from rewirejax.methods.base import Method, ft_1_policy_size
+from rewirejax.methods.base import POLICY_PARAMS, Method, ft_1_policy_size
 from rewirejax.trainer import TrainState, make_trainer
 from rewirejax.types import Array, Metrics, TaskEnv, TaskId
 
@@ -183,6 +183,7 @@ class RunRecord:
     position: the next chunk to run, ``{"task_index", "chunk"}`` (chunk 0 starts the task).
     seconds_before: wall seconds of the sessions before this one, up to their last
       checkpoint (``seconds`` adds this session's).
+    policy_params: [seeds] the model size the method reported at its last task's end.
   """
 
   tasks: list[int]
@@ -195,6 +196,7 @@ class RunRecord:
     default_factory=lambda: {"task_index": 0, "chunk": 0}
   )
   seconds_before: float = 0.0
+  policy_params: list[int] | None = None
   started: float = dataclasses.field(default_factory=time.perf_counter)
 
   @property
@@ -205,7 +207,8 @@ class RunRecord:
   def jsonable(self) -> dict[str, Any]:
     """What a checkpoint keeps of the record besides the state."""
     fields = {"position": self.position, "returns": self.returns, "curves": self.curves}
-    return logs.to_jsonable({**fields, "history": self.history, "seconds": self.seconds})
+    sizes = {"policy_params": self.policy_params}
+    return logs.to_jsonable({**fields, "history": self.history, "seconds": self.seconds, **sizes})
 
   def restore(self, saved: dict[str, Any]) -> None:
     self.position = saved["position"]
@@ -213,6 +216,7 @@ class RunRecord:
     self.curves = np.asarray(saved["curves"], dtype=float).reshape(self.curves.shape)
     self.history = saved["history"]
     self.seconds_before = float(saved.get("seconds", 0.0))  # Absent in older checkpoints.
+    self.policy_params = saved.get("policy_params")
     self.started = time.perf_counter()
 
 
@@ -332,8 +336,9 @@ class Bookkeeping(Callback):
     self.run.position = {"task_index": event.task_index, "chunk": event.chunk + 1}
 
   def on_task_end(self, task_index: int, state: TrainState, metrics: Metrics) -> None:
-    del state, metrics
+    del state
     self.run.position = {"task_index": task_index + 1, "chunk": 0}
+    self.run.policy_params = [int(x) for x in np.atleast_1d(metrics[POLICY_PARAMS])]
 
 
 class MetricsLogging(Callback):
@@ -439,7 +444,8 @@ class SequenceResult:
       trained, every ``eval_every_chunks`` chunks (empty when that is 0).
     chunk_metrics: one dict per chunk (means over seeds) as logged.
     state: the final seed-batched ``TrainState``.
-    policy_params: the method's policy parameter count after the sequence (``policy_size``).
+    policy_params: the method's policy parameter count after the sequence, as its last
+      ``end_task`` reported it (the seeds' mean where they differ: CSP's kept anchors).
     ft_1_policy_params: FT-1's at the same sizes; model size = the ratio of the two.
     seconds: the run's wall seconds over every session it took (``RunRecord.seconds``).
   """
@@ -448,7 +454,7 @@ class SequenceResult:
   curves: np.ndarray
   chunk_metrics: list[dict[str, Any]]
   state: TrainState
-  policy_params: int | None = None
+  policy_params: float | None = None
   ft_1_policy_params: int | None = None
   seconds: float | None = None
 
@@ -588,10 +594,8 @@ def _write_manifest(out: pathlib.Path, cfg, method, env, run: RunRecord) -> None
 
 def _finish(out, cfg, env, method, run: RunRecord, state: TrainState) -> SequenceResult:
   """The ``SequenceResult``, with the policy sizes; ``result.json`` in ``out`` (if given)."""
-  one_seed = jax.tree.map(
-    lambda x: x[0], _to_host((state.learner.params.actor, state.method_state))
-  )
-  policy_params = method.policy_size(*one_seed, len(run.tasks))
+  sizes = run.policy_params
+  policy_params = sizes[0] if len(set(sizes)) == 1 else float(np.mean(sizes))
   ft_1_policy_params = ft_1_policy_size(env.observation_size, env.action_size, cfg)
   if out is not None:
     result = {

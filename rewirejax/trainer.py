@@ -20,7 +20,7 @@ from rewirejax import replay as replay_lib
 from rewirejax import sac
 from rewirejax.config import RunConfig
 from rewirejax.evaluation import make_evaluate
-from rewirejax.methods.base import Method, TrainerTools
+from rewirejax.methods.base import POLICY_PARAMS, Method, TaskContext
 from rewirejax.networks import AgentParams, init_agent_params, sample_tanh_gaussian
 from rewirejax.types import (
   Array,
@@ -45,6 +45,7 @@ class TrainState:
   last_return: Array  # [num_envs] return of each env's last finished episode (NaN: none yet).
   key: PRNGKey
   env_steps: Array  # int32 transitions collected in the current task.
+  tasks_begun: Array  # int32 tasks of the sequence begun so far, the current one included.
 
 
 class Trainer(NamedTuple):
@@ -61,7 +62,7 @@ class Trainer(NamedTuple):
 
 class TrainerParts(NamedTuple):
   """What the trainer's functions share, built once by ``make_trainer`` (static Python
-  objects, not traced state)."""
+  objects, not traced state); ``context`` gives the task hooks' ``TaskContext``."""
 
   cfg: RunConfig
   env: TaskEnv
@@ -69,7 +70,8 @@ class TrainerParts(NamedTuple):
   networks: Any  # The method's SACNetworks.
   optimizers: sac.Optimizers
   update_group: Callable[..., tuple[sac.LearnerState, Metrics]]
-  tools: TrainerTools
+  evaluate: Callable[..., Array]
+  context: Callable[..., TaskContext]
 
 
 def make_trainer(cfg: RunConfig, env: TaskEnv, method: Method) -> Trainer:
@@ -79,14 +81,22 @@ def make_trainer(cfg: RunConfig, env: TaskEnv, method: Method) -> Trainer:
   losses = method.make_losses(sac.losses_of(networks, cfg.sac, env.action_size), networks, cfg)
   optimizers = sac.make_optimizers(cfg.sac, method.actor_optimizer(cfg.sac))
   update_group = sac.make_update_group(losses, optimizers, cfg.sac)
-  tools = TrainerTools(
-    networks=networks,
-    init_actor=lambda key: _init_params(cfg, env, networks, key).actor,
-    init_critic=lambda key: _init_params(cfg, env, networks, key).critic,
-    evaluate=make_evaluate(env, networks, cfg.num_eval_envs, cfg.num_eval_rollouts),
-    finetune=functools.partial(_finetune, cfg.sac, optimizers, update_group),
-  )
-  parts = TrainerParts(cfg, env, method, networks, optimizers, update_group, tools)
+  evaluate = make_evaluate(env, networks, cfg.num_eval_envs, cfg.num_eval_rollouts)
+
+  def context(task_id, num_tasks, key, replay) -> TaskContext:
+    return TaskContext(
+      task_id=task_id,
+      num_tasks=num_tasks,
+      key=key,
+      replay=replay,
+      networks=networks,
+      init_actor=lambda key: _init_params(cfg, env, networks, key).actor,
+      init_critic=lambda key: _init_params(cfg, env, networks, key).critic,
+      evaluate=evaluate,
+      finetune=functools.partial(_finetune, cfg.sac, optimizers, update_group),
+    )
+
+  parts = TrainerParts(cfg, env, method, networks, optimizers, update_group, evaluate, context)
 
   def train_chunk(state: TrainState, task_id: TaskId, num_epochs: Array | None = None):
     """``epochs_per_chunk`` epochs, or only the first ``num_epochs`` (int32, unbatched)."""
@@ -112,7 +122,7 @@ def _init_params(cfg: RunConfig, env: TaskEnv, networks, key: PRNGKey) -> AgentP
 def _finetune(
   sac_cfg, optimizers, update_group, params, method_state, replay, task_id, key, num_updates: int
 ) -> AgentParams:
-  """``num_updates`` SAC updates on ``replay`` (``TrainerTools.finetune``), started as the
+  """``num_updates`` SAC updates on ``replay`` (``TaskContext.finetune``), started as the
   reference's retraining: fresh Adam states, the temperature back at its initial value and
   the target critic a copy of the critic."""
   num_groups = max(num_updates // sac_cfg.policy_update_delay, 0)
@@ -151,6 +161,7 @@ def _init(parts: TrainerParts, key: PRNGKey) -> TrainState:
     last_return=jnp.full(sac_cfg.num_envs, jnp.nan),
     key=key,
     env_steps=jnp.int32(0),
+    tasks_begun=jnp.int32(0),
   )
 
 
@@ -165,18 +176,21 @@ def _begin_task(parts: TrainerParts, state: TrainState, task_id: TaskId) -> Trai
     target_critic=params.critic,  # A fresh copy of the critic.
     log_alpha=jnp.log(jnp.float32(sac_cfg.init_temperature)),
   )
+  replay = replay_lib.clear(state.replay)  # A new buffer per task.
+  tasks_begun = state.tasks_begun + 1
   params, method_state = parts.method.begin_task(
-    params, state.method_state, task_id, key_method, parts.tools
+    params, state.method_state, parts.context(task_id, tasks_begun, key_method, replay)
   )
   return state.replace(
     learner=sac.init_learner(params, parts.optimizers),  # New Adam states.
     method_state=method_state,
-    replay=replay_lib.clear(state.replay),  # A new buffer per task.
+    replay=replay,
     env_state=_reset_envs(parts, key_env, task_id),
     episode_return=jnp.zeros(sac_cfg.num_envs),
     last_return=jnp.full(sac_cfg.num_envs, jnp.nan),
     key=key,
     env_steps=jnp.int32(0),
+    tasks_begun=tasks_begun,
   )
 
 
@@ -269,10 +283,17 @@ def _run_epochs(parts: TrainerParts, state: TrainState, task_id, num_epochs, lea
 
 
 def _end_task(parts: TrainerParts, state: TrainState, task_id: TaskId):
+  """The method's ``end_task``; its metrics must give the model size (``POLICY_PARAMS``)."""
   key, key_method = jax.random.split(state.key)
+  context = parts.context(task_id, state.tasks_begun, key_method, state.replay)
   params, method_state, metrics = parts.method.end_task(
-    state.learner.params, state.method_state, state.replay, task_id, key_method, parts.tools
+    state.learner.params, state.method_state, context
   )
+  if POLICY_PARAMS not in metrics:
+    raise ValueError(
+      f"{parts.method.name}'s end_task must report {POLICY_PARAMS!r} (its model size) in its "
+      "metrics; see rewirejax.methods.base.Method."
+    )
   learner = state.learner._replace(params=params)
   return state.replace(learner=learner, method_state=method_state, key=key), metrics
 
@@ -286,6 +307,6 @@ def _evaluate(
   def one_task(task_id, key):
     actor = parts.method.eval_params(state.learner.params, state.method_state, task_id)
     actor = parts.networks.carry_head(actor, task_id, current_task)
-    return parts.tools.evaluate(actor, task_id, key)
+    return parts.evaluate(actor, task_id, key)
 
   return jax.vmap(one_task)(task_ids, keys)

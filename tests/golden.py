@@ -42,8 +42,8 @@ def _load() -> dict:
 
 def check(name: str, result) -> None:
   """Asserts that run ``name`` (a ``SequenceResult``) gave the committed return matrix,
-  learning curves, final-state checksum and policy parameter count (or, with ``REWIREJAX_WRITE_GOLDEN=1``, records
-  them)."""
+  learning curves, final-state checksum and policy parameter count (or, with
+  ``REWIREJAX_WRITE_GOLDEN=1``, records them)."""
   state = result.state
   observed = {
     "returns": np.asarray(result.returns, np.float32).tolist(),

@@ -12,14 +12,14 @@ from jax.flatten_util import ravel_pytree
 
 from rewirejax.config import SACConfig
 from rewirejax.envs.toy import TargetReachEnv
-from rewirejax.methods import METHODS, make_method, regularized
+from rewirejax.methods import METHODS, base, make_method, regularized
 from rewirejax.methods import packnet as packnet_lib
 from rewirejax.methods import pnn as pnn_lib
 from rewirejax.methods.base import ft_1_policy_size, make_mlp_networks
 from rewirejax.train import train_sequence
-from rewirejax.trainer import make_trainer
 from tests import golden
-from tests.test_methods import CFG, run_tasks
+from tests.contexts import task_context
+from tests.test_methods import CFG, reported_size, run_tasks
 
 OPTIONS = {
   "packnet": {"finetune_updates": 20},
@@ -235,8 +235,7 @@ def test_model_sizes_as_the_paper_counts():
   sizes = {}
   for name in ("ft_1", "ft_l2", "ewc", "packnet", "pnn"):
     method = make_method(name, CFG, **OPTIONS.get(name, {}))
-    state = jax.eval_shape(make_trainer(CFG, env, method).init, jax.random.key(0))
-    sizes[name] = method.policy_size(state.learner.params.actor, state.method_state, 4) / one
+    sizes[name] = reported_size(method, CFG, env, num_tasks=4) / one
   assert sizes["ft_1"] == 1.0 and sizes["ft_l2"] == 2.0
   assert sizes["ewc"] == 3.0 and sizes["packnet"] == 2.0
   # PNN, width 6, obs 3, act 2, 4 columns, 2 hidden layers: W, b per column; pairs j < k.
@@ -282,13 +281,11 @@ def _csp_before_second_end(distribution="flat"):
   return method, trainer, after[0], state
 
 
-def _stub_tools(method, weights):
-  """TrainerTools whose 'rollout' return is ``weights . alpha`` (the evaluated point)."""
-  from rewirejax.methods.base import TrainerTools
-
+def _stub_context(method, weights, replay, key):
+  """Task 1's context, its 'rollout' return ``weights . alpha`` (the evaluated point)."""
   networks = method.make_networks(TargetReachEnv().observation_size, 2, CFG)
   evaluate = lambda actor, task_id, key: jnp.dot(actor["subspace"]["alpha"], weights)  # noqa: E731
-  return TrainerTools(networks, init_actor=None, init_critic=None, evaluate=evaluate, finetune=None)
+  return task_context(1, key, evaluate=evaluate, networks=networks, replay=replay)
 
 
 def test_csp_new_anchor_starts_at_the_mean_and_old_anchors_stay_frozen():
@@ -366,9 +363,10 @@ def test_csp_keeps_the_best_critic_point_and_a_rejected_anchor_leaves_the_size_u
   replay = state.replay
   key = jax.random.key(5)
   # Accepted: the rollout return grows with the new anchor's weight.
-  tools = _stub_tools(method, jnp.array([0.0, 5.0, 0.0, 0.0]))
-  _, kept, metrics = method.end_task(params, method_state, replay, jnp.int32(1), key, tools)
+  ctx = _stub_context(method, jnp.array([0.0, 5.0, 0.0, 0.0]), replay, key)
+  _, kept, metrics = method.end_task(params, method_state, ctx)
   assert bool(metrics["csp/kept"]) and int(kept.num_anchors) == 2
+  size_kept = int(metrics[base.POLICY_PARAMS])
   # The slow reference: score every candidate of the new subspace by the critic, one by one.
   key_new, _, key_states, _, _ = jax.random.split(key, 5)
   from rewirejax import replay as replay_lib
@@ -378,24 +376,22 @@ def test_csp_keeps_the_best_critic_point_and_a_rejected_anchor_leaves_the_size_u
   points = csp.sample_alpha(key_new, 2, 4, (CSP_OPTIONS["alpha_candidates"],), False)
   values = []
   for alpha in points:
-    mu, _ = tools.networks.actor.apply(csp.with_alpha(params.actor, alpha), obs, 1)
+    mu, _ = ctx.networks.actor.apply(csp.with_alpha(params.actor, alpha), obs, 1)
     aug = jnp.concatenate([obs, jnp.broadcast_to(alpha, (obs.shape[0], 4))], -1)
     values.append(
-      float(jnp.mean(jnp.min(tools.networks.critic.apply(params.critic, aug, jnp.tanh(mu)), 0)))
+      float(jnp.mean(jnp.min(ctx.networks.critic.apply(params.critic, aug, jnp.tanh(mu)), 0)))
     )
   np.testing.assert_allclose(kept.task_alpha[1], points[int(np.argmax(values))], rtol=1e-6)
   assert np.all(np.asarray(points)[:, 2:] == 0) and np.allclose(np.sum(points, -1), 1.0)
-  size_kept = method.policy_size(params.actor, kept, 2)
   # Rejected: only anchor 0 pays; the task keeps a point of the old subspace (anchor 0 alone).
-  tools = _stub_tools(method, jnp.array([1.0, 0.0, 0.0, 0.0]))
-  _, dropped, metrics = method.end_task(params, method_state, replay, jnp.int32(1), key, tools)
+  ctx = _stub_context(method, jnp.array([1.0, 0.0, 0.0, 0.0]), replay, key)
+  _, dropped, metrics = method.end_task(params, method_state, ctx)
   assert not bool(metrics["csp/kept"]) and int(dropped.num_anchors) == 1
   np.testing.assert_allclose(dropped.task_alpha[1], jnp.eye(4)[0])
-  per_anchor = size_kept - method.policy_size(params.actor, dropped, 2)
-  assert per_anchor > 0
-  assert method.policy_size(params.actor, dropped, 2) == method.policy_size(
-    params.actor, method_state._replace(num_anchors=jnp.int32(1)), 2
-  )
+  size_dropped = int(metrics[base.POLICY_PARAMS])
+  per_anchor = base.num_params(params.actor["params"]) // 4  # Each of the 4 anchor slots.
+  assert size_kept - size_dropped == per_anchor > 0
+  assert size_dropped == per_anchor + 2 * 4  # One anchor, two tasks' points of 4 weights.
 
 
 def test_csp_dirichlet_points_are_on_the_active_simplex_and_peaked_favours_the_newest():

@@ -105,24 +105,30 @@ def test_model_sizes_count_one_policy_per_stored_copy():
   # obs 3 -> 8 -> 8 -> one head of 2 x act 2: (3*8+8) + (8*8+8) + (8*4+4).
   assert one == (3 * 8 + 8) + (8 * 8 + 8) + (8 * 4 + 4)
   cfg8 = dataclasses.replace(CFG, max_tasks=8)
-  trainer = make_trainer(cfg8, env, make_method("sac_n", cfg8))
-  state = jax.eval_shape(trainer.init, jax.random.key(0))
-  actor, method_state = state.learner.params.actor, state.method_state
-  assert make_method("ft_1", cfg8).policy_size(actor, method_state, 8) == one
-  assert make_method("sac_n", cfg8).policy_size(actor, method_state, 8) == 8 * one
-  assert make_method("ft_n", cfg8).policy_size(actor, method_state, 8) == 8 * one
+  for name, copies in (("ft_1", 1), ("sac_n", 8), ("ft_n", 8)):
+    assert reported_size(make_method(name, cfg8), cfg8, env, num_tasks=8) == copies * one
   # Task-headed actors count the head slots used so far.
   heads = {"params": {"hidden": jnp.zeros((5, 7)), "head_kernel": jnp.zeros((4, 7, 2))}}
   heads["params"]["head_bias"] = jnp.zeros((4, 2))
   assert actor_size(heads, 2) == 35 + 2 * 16 and num_params(heads) == 35 + 4 * 16
 
 
+def reported_size(method, cfg, env, num_tasks: int) -> int:
+  """The model size ``method``'s ``end_task`` reports after ``num_tasks`` tasks, through the
+  trainer's own task context."""
+  trainer = make_trainer(cfg, env, method)
+  state = trainer.init(jax.random.key(0)).replace(tasks_begun=jnp.int32(num_tasks))
+  _, metrics = trainer.end_task(state, jnp.int32(num_tasks - 1))
+  return int(metrics[base.POLICY_PARAMS])
+
+
 def test_finetune_tool_starts_as_the_reference_retraining():
-  """A task-end hook's ``tools.finetune``: the initial temperature and the target critic a
+  """A task-end hook's ``ctx.finetune``: the initial temperature and the target critic a
   copy of the critic (checked with 0 updates, where it returns its starting point)."""
 
-  def end_task(params, state, replay, task_id, key, tools):
-    return tools.finetune(params, state, replay, task_id, key, 0), state, {}
+  def end_task(params, state, ctx):
+    params = ctx.finetune(params, state, ctx.replay, ctx.task_id, ctx.key, 0)
+    return params, state, {base.POLICY_PARAMS: base.actor_size(params.actor, ctx.num_tasks)}
 
   _, _, ended = run_tasks(base.fine_tuning("probe", end_task=end_task), 1)
   params = ended[0].learner.params
@@ -199,3 +205,36 @@ def test_same_options_compares_what_the_options_resolve_to():
   assert same_options("ft_1", {}, {})
   assert not same_options("ewc", {"coef": 1.0}, {"coef": 1.0, "gone": 2})  # Compared as dicts.
   assert same_options("ewc", {"coef": 1.0, "gone": 2}, {"coef": 1.0, "gone": 2})
+
+
+def _make_frozen_after_first_task(cfg, options: base.NoOptions) -> base.Method:
+  """A new baseline in a few lines: FT-1 whose actor learns the first task only (its
+  gradients masked to zero after it), registered below without touching the trainer."""
+  del cfg, options
+
+  def mask(grads, method_state, task_id):
+    del method_state
+    return jax.tree.map(lambda g: g * (task_id == 0), grads)
+
+  return base.fine_tuning("frozen_after_first", actor_optimizer=base.masked(mask))
+
+
+def test_a_new_baseline_is_one_factory_and_a_registry_entry(monkeypatch):
+  from rewirejax.methods import MethodEntry
+
+  entry = MethodEntry(base.NoOptions, _make_frozen_after_first_task)
+  monkeypatch.setitem(METHODS, "frozen_after_first", entry)
+  trainer, _, ended = run_tasks(make_method("frozen_after_first", CFG), 2)
+  actor = lambda state: state.learner.params.actor  # noqa: E731
+  chex.assert_trees_all_equal(actor(ended[1]), actor(ended[0]))  # Task 1 trained nothing.
+  _, metrics = jax.jit(trainer.end_task)(ended[1], jnp.int32(1))
+  one = ft_1_policy_size(TargetReachEnv().observation_size, TargetReachEnv().action_size, CFG)
+  assert int(metrics[base.POLICY_PARAMS]) == one  # The default end_task reports the size.
+
+
+def test_an_end_task_that_reports_no_model_size_is_refused():
+  method = base.fine_tuning("sizeless", end_task=lambda params, state, ctx: (params, state, {}))
+  trainer = make_trainer(CFG, TargetReachEnv(), method)
+  state = jax.eval_shape(trainer.init, jax.random.key(0))
+  with pytest.raises(ValueError, match="sizeless's end_task must report 'policy_params'"):
+    jax.eval_shape(trainer.end_task, state, jnp.int32(0))

@@ -18,6 +18,7 @@ from rewirejax.methods import rewire as rw
 from rewirejax.networks import make_sac_networks, training_forward
 from rewirejax.sac import losses_of
 from rewirejax.trainer import make_trainer
+from tests.contexts import task_context
 from tests.test_layers import straight_through_matrix
 
 OBS, ACT, WIDTH = 3, 2, 8
@@ -301,6 +302,10 @@ def test_vmapped_mode_loss_is_the_mean_of_per_mode_losses(num_modes, dropout, mo
     assert len(set(np.round(per_mode, 5))) == num_modes  # The modes really differ.
 
 
+def _context(task_id, key, tools):
+  return task_context(task_id, key, evaluate=tools.evaluate)
+
+
 class _FakeTools:
   """``evaluate`` returns the first score of hidden_0's mode-0 row, shifted by ``offset``."""
 
@@ -318,7 +323,9 @@ def test_mode_selection_keeps_the_best_mode_and_caches_its_wiring():
   nets = method.make_networks(OBS, ACT, CFG)
   params = base.networks_lib.init_agent_params(nets, jax.random.key(0), OBS, ACT, 1.0)
   state = method.init(jax.random.key(1), params)
-  params, state = method.begin_task(params, state, jnp.int32(0), jax.random.key(2), _FakeTools())
+  params, state = method.begin_task(
+    params, state, _context(jnp.int32(0), jax.random.key(2), _FakeTools())
+  )
   # Three modes with different wirings; mode 2 has the largest first score.
   wirings = [
     jnp.stack([_random_order(jax.random.key(10 * m + l)) for l in range(3)]) for m in range(3)
@@ -332,7 +339,7 @@ def test_mode_selection_keeps_the_best_mode_and_caches_its_wiring():
   expected = rw.mode_wirings(actor, 2)
   params = params._replace(actor=actor)
   params, state, metrics = method.end_task(
-    params, state, None, jnp.int32(0), jax.random.key(3), _FakeTools()
+    params, state, _context(jnp.int32(0), jax.random.key(3), _FakeTools())
   )
   np.testing.assert_allclose(metrics["rewire/mode_returns"], [0.2, 0.1, 0.9], rtol=1e-6)
   assert int(state.chosen_mode) == 2 and not bool(metrics["rewire/rolled_back"])
@@ -351,12 +358,14 @@ def test_no_rollback_and_no_regulariser_in_the_first_task():
     params = base.networks_lib.init_agent_params(nets, jax.random.key(0), OBS, ACT, 1.0)
     state = method.init(jax.random.key(1), params)
     task = jnp.int32(0)
-    params, state = method.begin_task(params, state, task, jax.random.key(2), _FakeTools(100.0))
+    params, state = method.begin_task(
+      params, state, _context(task, jax.random.key(2), _FakeTools(100.0))
+    )
     moved = jax.tree.map(lambda x: x + 0.05 if x.dtype == jnp.float32 else x, params.actor)
     rc = RewireConfig(**options)
     assert float(rw.alignment_penalty(moved, state, rc)[0]) == 0.0
     params, state, metrics = method.end_task(
-      params._replace(actor=moved), state, None, task, jax.random.key(3), _FakeTools()
+      params._replace(actor=moved), state, _context(task, jax.random.key(3), _FakeTools())
     )
     assert not bool(metrics["rewire/rolled_back"])
     moved = jax.tree.map(lambda x: x + 0.05 if x.dtype == jnp.float32 else x, params.actor)
@@ -372,8 +381,12 @@ def test_the_modes_are_measured_on_the_episodes_of_the_start_of_the_task():
   nets = method.make_networks(OBS, ACT, CFG)
   params = base.networks_lib.init_agent_params(nets, jax.random.key(0), OBS, ACT, 1.0)
   state = method.init(jax.random.key(1), params)._replace(finished_tasks=jnp.int32(1))
-  params, state = method.begin_task(params, state, jnp.int32(1), jax.random.key(2), KeyTools())
-  _, _, metrics = method.end_task(params, state, None, jnp.int32(1), jax.random.key(3), KeyTools())
+  params, state = method.begin_task(
+    params, state, _context(jnp.int32(1), jax.random.key(2), KeyTools())
+  )
+  _, _, metrics = method.end_task(
+    params, state, _context(jnp.int32(1), jax.random.key(3), KeyTools())
+  )
   np.testing.assert_array_equal(metrics["rewire/mode_returns"], state.start_return)
 
 
@@ -383,12 +396,14 @@ def test_rollback_restores_the_start_of_the_task_exactly():
   params = base.networks_lib.init_agent_params(nets, jax.random.key(0), OBS, ACT, 1.0)
   state = method.init(jax.random.key(1), params)._replace(finished_tasks=jnp.int32(1))
   task = jnp.int32(1)
-  params, state = method.begin_task(params, state, task, jax.random.key(2), _FakeTools(100.0))
+  params, state = method.begin_task(
+    params, state, _context(task, jax.random.key(2), _FakeTools(100.0))
+  )
   start = params.actor
   trained = jax.tree.map(lambda x: x + 0.05 if x.dtype == jnp.float32 else x, start)
   params = params._replace(actor=trained)
   params, state, metrics = method.end_task(
-    params, state, None, task, jax.random.key(3), _FakeTools()
+    params, state, _context(task, jax.random.key(3), _FakeTools())
   )
   assert bool(metrics["rewire/rolled_back"]) and int(state.chosen_mode) == -1
   restored = params.actor["params"]
@@ -439,7 +454,8 @@ def test_model_size_of_the_default_halfcheetah_network():
     )
     state = jax.eval_shape(method.init, jax.random.key(0), params)
     assert state.wirings.shape == (slots or 8, 3, 256) and state.wirings.dtype == jnp.int32
-    sizes[slots] = method.policy_size(params.actor, state, 8) / ft_1
+    size = rw.policy_size(RewireConfig(task_slots=slots), slots or 8, params.actor, state, 8)
+    sizes[slots] = size / ft_1
   assert ft_1 == (17 * 256 + 256) + 2 * (256 * 256 + 256) + (256 * 12 + 12)
   np.testing.assert_allclose(sizes[4], 2.12, atol=0.01)  # Paper: 2.1.
   assert sizes[4] < sizes[0] < 2.3
@@ -564,9 +580,11 @@ def test_a_repeated_task_in_training_is_evaluated_with_the_current_scores():
   params = base.networks_lib.init_agent_params(nets, jax.random.key(0), OBS, ACT, 1.0)
   state = method.init(jax.random.key(1), params)
   tools = _FakeTools()
-  params, state = method.begin_task(params, state, jnp.int32(0), jax.random.key(2), tools)
-  params, state, _ = method.end_task(params, state, None, jnp.int32(0), jax.random.key(3), tools)
-  params, state = method.begin_task(params, state, jnp.int32(2), jax.random.key(4), tools)
+  params, state = method.begin_task(params, state, _context(jnp.int32(0), jax.random.key(2), tools))
+  params, state, _ = method.end_task(
+    params, state, _context(jnp.int32(0), jax.random.key(3), tools)
+  )
+  params, state = method.begin_task(params, state, _context(jnp.int32(2), jax.random.key(4), tools))
   moved = rw.with_wirings(
     params.actor, jnp.stack([_random_order(jax.random.key(i)) for i in range(3)])
   )

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from rewirejax.config import RewireConfig, RunConfig
-from rewirejax.methods.base import Method, NoOptions, TrainerTools, fine_tuning
+from rewirejax.methods.base import Method, NoOptions, TaskContext, fine_tuning
 from rewirejax.methods.csp import CSPConfig, make_csp
 from rewirejax.methods.finetune import make_ft_n, make_sac_n
 from rewirejax.methods.packnet import PackNetConfig, make_packnet
@@ -129,7 +129,7 @@ __all__ = [
   "PNNConfig",
   "PackNetConfig",
   "RewireConfig",
-  "TrainerTools",
+  "TaskContext",
   "build_options",
   "fine_tuning",
   "make_method",

@@ -33,10 +33,15 @@ class NoOptions:
     pass
 
 
-class TrainerTools(NamedTuple):
-  """The trainer's own machinery, handed to the task-boundary hooks (pure, traceable).
+class TaskContext(NamedTuple):
+  """What the task-boundary hooks are given besides the agent's params and the method's
+  state: the task, a key, its replay, and the trainer's own machinery (pure, traceable).
 
   Attributes:
+    task_id: int32, the task beginning or ending.
+    num_tasks: int32, the tasks of the sequence begun so far, this one included (model size).
+    key: the hook's own PRNG key.
+    replay: the task's transitions (empty at ``begin_task``).
     networks: the method's ``SACNetworks``.
     init_actor: key -> fresh actor params (SAC-N's new policy per task).
     init_critic: key -> fresh critic params (CSP's new critic per subspace).
@@ -48,6 +53,10 @@ class TrainerTools(NamedTuple):
       method's own losses and gradient mask (PackNet's retraining after pruning).
   """
 
+  task_id: TaskId
+  num_tasks: Array
+  key: PRNGKey
+  replay: ReplayState
   networks: networks_lib.SACNetworks
   init_actor: Callable[[PRNGKey], Params]
   init_critic: Callable[[PRNGKey], Params]
@@ -55,8 +64,15 @@ class TrainerTools(NamedTuple):
   finetune: Callable[..., networks_lib.AgentParams]
 
 
+# The end-of-task metric every method reports: its policy's parameter count after
+# ``num_tasks`` tasks, as the paper counts model size (stored copies, masks, wirings and the
+# heads used count; the critic does not).
+POLICY_PARAMS = "policy_params"
+
+
 class Method(NamedTuple):
-  """Hooks (all pure; those called inside the jitted chunk must be traceable).
+  """A method's name and its eight hooks (all pure; those called inside the jitted chunk must
+  be traceable): three build its parts, five run at fixed points of the sequence.
 
   Attributes:
     name: registry name.
@@ -67,35 +83,31 @@ class Method(NamedTuple):
       (``sac.PolicyFn``); the default is ``sac_losses(networks.policy)``. A penalty on the
       actor is ``with_actor_penalty`` (FT-L2, EWC, the alignment); Rewire takes every mode's
       SAC loss and adds the distillation.
-    act: (networks, actor_params, method_state, obs, task_id, key) -> (mu, log_std,
-      method_state), the policy that collects data (Rewire: a random wiring mode per env and
-      step; CSP: a subspace point per env, resampled on a schedule kept in its state).
-    init: (key, agent_params) -> method_state, once per run.
-    begin_task: (agent_params, method_state, task_id, key, tools) -> (agent_params,
-      method_state), after the trainer's own per-task resets (``tools``: ``TrainerTools``).
     actor_optimizer: (sac_config) -> the actor's ``optax.GradientTransformationExtraArgs``;
       its ``update`` is also given ``method_state`` and ``task_id``. Default: Adam at
       ``actor_lr``; a method freezes weights with a gradient mask in front of it (``masked``).
-    end_task: (agent_params, method_state, replay, task_id, key, tools) ->
-      (agent_params, method_state, metrics), after training a task.
+    init: (key, agent_params) -> method_state, once per run.
+    act: (networks, actor_params, method_state, obs, task_id, key) -> (mu, log_std,
+      method_state), the policy that collects data (Rewire: a random wiring mode per env and
+      step; CSP: a subspace point per env, resampled on a schedule kept in its state).
+    begin_task: (agent_params, method_state, TaskContext) -> (agent_params, method_state),
+      after the trainer's own per-task resets.
+    end_task: (agent_params, method_state, TaskContext) -> (agent_params, method_state,
+      metrics), after training a task. The metrics hold ``POLICY_PARAMS``, the model size
+      (``actor_size`` by default) and whatever else the method reports.
     eval_params: (agent_params, method_state, task_id) -> actor_params used to evaluate
       ``task_id`` (a stored copy, a cached wiring, a mask).
-    policy_size: (actor_params, method_state, num_tasks) -> int, the number of policy
-      parameters after ``num_tasks`` tasks, as the paper counts model size (host side, on one
-      seed's arrays or their shapes): stored copies, masks, wirings and used heads count; the
-      critic does not.
   """
 
   name: str
   make_networks: Callable[[int, int, RunConfig], networks_lib.SACNetworks]
   make_losses: Callable[..., Any]
-  act: Callable[..., tuple[Array, Array, MethodState]]
-  init: Callable[[PRNGKey, networks_lib.AgentParams], MethodState]
-  begin_task: Callable[..., tuple[networks_lib.AgentParams, MethodState]]
   actor_optimizer: Callable[[SACConfig], optax.GradientTransformationExtraArgs]
+  init: Callable[[PRNGKey, networks_lib.AgentParams], MethodState]
+  act: Callable[..., tuple[Array, Array, MethodState]]
+  begin_task: Callable[..., tuple[networks_lib.AgentParams, MethodState]]
   end_task: Callable[..., tuple[networks_lib.AgentParams, MethodState, Metrics]]
   eval_params: Callable[[networks_lib.AgentParams, MethodState, TaskId], Params]
-  policy_size: Callable[[Params, MethodState, int], int]
 
 
 def make_mlp_networks(observation_size: int, action_size: int, cfg: RunConfig):
@@ -133,8 +145,8 @@ def _init(key, params):
   return ()
 
 
-def _begin_task(params, state, task_id, key, tools):
-  del task_id, key, tools
+def _begin_task(params, state, ctx: TaskContext):
+  del ctx
   return params, state
 
 
@@ -162,9 +174,8 @@ def masked(mask: MaskFn, make_inner=actor_adam):
   return make
 
 
-def _end_task(params, state, replay: ReplayState, task_id, key, tools):
-  del replay, task_id, key, tools
-  return params, state, {}
+def _end_task(params, state, ctx: TaskContext):
+  return params, state, {POLICY_PARAMS: actor_size(params.actor, ctx.num_tasks)}
 
 
 def _eval_params(params, state, task_id):
@@ -177,14 +188,15 @@ def num_params(tree) -> int:
   return int(sum(np.prod(x.shape, dtype=np.int64) for x in jax.tree.leaves(tree)))
 
 
-def actor_size(actor_params: Params, num_tasks: int) -> int:
-  """Parameters of one task-headed actor after ``num_tasks`` tasks: the hidden layers and the
-  head slots used so far (``min(num_tasks, num_heads)``; FT-1's single head counts once)."""
+def actor_size(actor_params: Params, num_tasks) -> Array:
+  """Parameters of one task-headed actor after ``num_tasks`` tasks (an int or a traced
+  int32): the hidden layers and the head slots used so far (``min(num_tasks, num_heads)``;
+  FT-1's single head counts once)."""
   params = actor_params["params"]
   num_heads = params["head_kernel"].shape[0]
   per_head = num_params((params["head_kernel"], params["head_bias"])) // num_heads
   shared = num_params(actor_params) - num_heads * per_head
-  return shared + min(max(num_tasks, 1), num_heads) * per_head
+  return shared + jnp.minimum(jnp.maximum(num_tasks, 1), num_heads) * per_head
 
 
 def ft_1_policy_size(observation_size: int, action_size: int, cfg: RunConfig) -> int:
@@ -193,24 +205,18 @@ def ft_1_policy_size(observation_size: int, action_size: int, cfg: RunConfig) ->
   shapes = jax.eval_shape(
     actor.init, jax.random.key(0), jnp.zeros((1, observation_size)), jnp.int32(0)
   )
-  return actor_size(shapes, 1)
-
-
-def _policy_size(actor_params, state, num_tasks):
-  del state
-  return actor_size(actor_params, num_tasks)
+  return int(actor_size(shapes, 1))
 
 
 _IDENTITY_HOOKS = {
   "make_networks": make_mlp_networks,
   "make_losses": _make_losses,
-  "act": _act,
-  "init": _init,
-  "begin_task": _begin_task,
   "actor_optimizer": actor_adam,
+  "init": _init,
+  "act": _act,
+  "begin_task": _begin_task,
   "end_task": _end_task,
   "eval_params": _eval_params,
-  "policy_size": _policy_size,
 }
 
 

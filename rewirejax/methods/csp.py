@@ -194,7 +194,6 @@ def make_csp(cfg, c: CSPConfig) -> base.Method:
     actor_optimizer=base.masked(functools.partial(mask_grads, max_tasks)),
     end_task=functools.partial(end_task, c, max_tasks),
     eval_params=functools.partial(eval_params, c, max_tasks),
-    policy_size=functools.partial(policy_size, max_tasks),
   )
 
 
@@ -248,9 +247,10 @@ def init(max_tasks: int, num_envs: int, key, params) -> SubspaceState:
   )
 
 
-def begin_task(max_tasks: int, params, state: SubspaceState, task_id, key, tools):
+def begin_task(max_tasks: int, params, state: SubspaceState, ctx: base.TaskContext):
   """From the second task on: a new anchor at the mean of the active ones, and a fresh critic
   (the reference re-initialises it whenever the subspace grows)."""
+  task_id = ctx.task_id
   n = jnp.where(task_id > 0, state.num_anchors + 1, state.num_anchors)
   n = jnp.minimum(n, max_tasks)
   active = (jnp.arange(max_tasks) < state.num_anchors).astype(jnp.float32)
@@ -261,7 +261,7 @@ def begin_task(max_tasks: int, params, state: SubspaceState, task_id, key, tools
 
   anchors = jax.tree.map(add_anchor, params.actor["params"])
   actor = {**params.actor, "params": anchors}
-  fresh = tools.init_critic(key)
+  fresh = ctx.init_critic(ctx.key)
   critic = jax.tree.map(lambda f, c: jnp.where(task_id > 0, f, c), fresh, params.critic)
   params = params._replace(actor=actor, critic=critic, target_critic=critic)
   return params, state._replace(num_anchors=n, acting_steps=jnp.int32(0))
@@ -288,29 +288,17 @@ def mask_grads(max_tasks: int, grads, state: SubspaceState, task_id):
   return {**grads, "params": masked, "subspace": jax.tree.map(jnp.zeros_like, grads["subspace"])}
 
 
-def end_task(
-  c: CSPConfig, max_tasks: int, params, state: SubspaceState, replay, task_id, key, tools
-):
-  """The alpha search, then keep or drop the new anchor."""
-  key_new, key_old, key_states, key_eval_new, key_eval_old = jax.random.split(key, 5)
-  networks = tools.networks
-  obs = replay_lib.sample(replay, key_states, c.critic_states).obs
-  n = state.num_anchors
-
-  def critic_value(alpha):
-    mu, _ = networks.actor.apply(with_alpha(params.actor, alpha), obs, task_id)
-    q = networks.critic.apply(params.critic, _append(obs, alpha, max_tasks), jnp.tanh(mu))
-    return jnp.mean(jnp.min(q, axis=0))
-
-  def best_point(key, num_active):
-    points = sample_alpha(key, num_active, max_tasks, (c.alpha_candidates,), False)
-    values = jax.lax.map(critic_value, points, batch_size=min(c.alpha_candidates, 64))
-    return points[jnp.argmax(values)]
-
-  best_new = best_point(key_new, n)
-  best_old = best_point(key_old, jnp.maximum(n - 1, 1))
-  return_new = tools.evaluate(with_alpha(params.actor, best_new), task_id, key_eval_new)
-  return_old = tools.evaluate(with_alpha(params.actor, best_old), task_id, key_eval_old)
+def end_task(c: CSPConfig, max_tasks: int, params, state: SubspaceState, ctx: base.TaskContext):
+  """The alpha search in the grown subspace and in the one before it; the new anchor is
+  kept only if its point's return beats the old subspace's by the improvement threshold."""
+  key_new, key_old, key_states, key_eval_new, key_eval_old = jax.random.split(ctx.key, 5)
+  obs = replay_lib.sample(ctx.replay, key_states, c.critic_states).obs
+  task_id, n = ctx.task_id, state.num_anchors
+  search = functools.partial(best_point, c, max_tasks, ctx.networks, params, obs, task_id)
+  best_new = search(key_new, n)
+  best_old = search(key_old, jnp.maximum(n - 1, 1))
+  return_new = ctx.evaluate(with_alpha(params.actor, best_new), task_id, key_eval_new)
+  return_old = ctx.evaluate(with_alpha(params.actor, best_old), task_id, key_eval_old)
   keep = (n == 1) | (return_new > return_old + c.improvement_threshold * jnp.abs(return_old))
   state = state._replace(
     num_anchors=jnp.where(keep, n, n - 1),
@@ -318,8 +306,27 @@ def end_task(
     trained=state.trained.at[task_id].set(True),
     kept_anchor=state.kept_anchor.at[task_id].set(keep),
   )
-  metrics = {"csp/return_new": return_new, "csp/return_old": return_old, "csp/kept": keep}
+  metrics = {
+    "csp/return_new": return_new,
+    "csp/return_old": return_old,
+    "csp/kept": keep,
+    base.POLICY_PARAMS: policy_size(max_tasks, params.actor, state, ctx.num_tasks),
+  }
   return params, state, metrics
+
+
+def best_point(c: CSPConfig, max_tasks: int, networks, params, obs, task_id, key, num_active):
+  """Of ``alpha_candidates`` points drawn uniformly in the first ``num_active`` anchors'
+  simplex, the one whose greedy action the critic values most on ``obs``."""
+
+  def critic_value(alpha):
+    mu, _ = networks.actor.apply(with_alpha(params.actor, alpha), obs, task_id)
+    q = networks.critic.apply(params.critic, _append(obs, alpha, max_tasks), jnp.tanh(mu))
+    return jnp.mean(jnp.min(q, axis=0))
+
+  points = sample_alpha(key, num_active, max_tasks, (c.alpha_candidates,), False)
+  values = jax.lax.map(critic_value, points, batch_size=min(c.alpha_candidates, 64))
+  return points[jnp.argmax(values)]
 
 
 def eval_params(c: CSPConfig, max_tasks: int, params, state: SubspaceState, task_id):
@@ -333,6 +340,6 @@ def eval_params(c: CSPConfig, max_tasks: int, params, state: SubspaceState, task
 
 
 def policy_size(max_tasks: int, actor_params, state: SubspaceState, num_tasks):
-  """The anchors kept and one stored point per task."""
+  """The model size: the anchors kept and one stored point per task (traced)."""
   per_anchor = base.num_params(actor_params["params"]) // max_tasks
-  return int(state.num_anchors) * per_anchor + max(num_tasks, 1) * max_tasks
+  return state.num_anchors * per_anchor + jnp.maximum(num_tasks, 1) * max_tasks

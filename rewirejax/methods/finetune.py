@@ -36,17 +36,20 @@ def _stored_policies(name: str, fresh_policy_per_task: bool, max_tasks: int) -> 
     policies = jax.tree.map(lambda x: jnp.zeros((max_tasks, *x.shape), x.dtype), params.actor)
     return PolicyStore(policies, jnp.zeros(max_tasks, bool))
 
-  def begin_task(params, state, task_id, key, tools):
+  def begin_task(params, state, ctx):
     if not fresh_policy_per_task:
       return params, state
-    fresh = tools.init_actor(key)
-    actor = jax.tree.map(lambda new, old: jnp.where(task_id > 0, new, old), fresh, params.actor)
+    fresh = ctx.init_actor(ctx.key)
+    actor = jax.tree.map(lambda new, old: jnp.where(ctx.task_id > 0, new, old), fresh, params.actor)
     return params._replace(actor=actor), state
 
-  def end_task(params, state, replay, task_id, key, tools):
-    del replay, key, tools
-    policies = jax.tree.map(lambda slots, x: slots.at[task_id].set(x), state.policies, params.actor)
-    return params, PolicyStore(policies, state.trained.at[task_id].set(True)), {}
+  def end_task(params, state, ctx):
+    policies = jax.tree.map(
+      lambda slots, x: slots.at[ctx.task_id].set(x), state.policies, params.actor
+    )
+    size = jnp.maximum(ctx.num_tasks, 1) * base.actor_size(params.actor, 1)
+    state = PolicyStore(policies, state.trained.at[ctx.task_id].set(True))
+    return params, state, {base.POLICY_PARAMS: size}
 
   def eval_params(params, state, task_id):
     stored = jax.tree.map(lambda slots: slots[task_id], state.policies)
@@ -54,17 +57,12 @@ def _stored_policies(name: str, fresh_policy_per_task: bool, max_tasks: int) -> 
       lambda old, current: jnp.where(state.trained[task_id], old, current), stored, params.actor
     )
 
-  def policy_size(actor_params, state, num_tasks):
-    del state
-    return max(num_tasks, 1) * base.actor_size(actor_params, 1)
-
   return base.fine_tuning(
     name,
     init=init,
     begin_task=begin_task,
     end_task=end_task,
     eval_params=eval_params,
-    policy_size=policy_size,
   )
 
 

@@ -92,8 +92,8 @@ def make_packnet(cfg, options: PackNetConfig) -> base.Method:
     owner = jax.tree.map(lambda w: jnp.full(w.shape, FREE, jnp.int32), params.actor)
     return PackNetState(owner, jnp.int32(FREE), jnp.zeros(max_tasks, bool))
 
-  def begin_task(params, state, task_id, key, tools):
-    del task_id, key, tools
+  def begin_task(params, state, ctx):
+    del ctx
     return params, state._replace(trainable_owner=jnp.int32(FREE))
 
   def mask_grads(grads, state, task_id):
@@ -102,24 +102,22 @@ def make_packnet(cfg, options: PackNetConfig) -> base.Method:
       lambda g, o: g * (o == state.trainable_owner).astype(g.dtype), grads, state.owner
     )
 
-  def end_task(params, state, replay, task_id, key, tools):
+  def end_task(params, state, ctx):
+    task_id = ctx.task_id
     owner = jax.tree.map(
       lambda w, o: prune_free_weights(w, o, task_id, keep_fraction), params.actor, state.owner
     )
     actor = jax.tree.map(lambda w, o: jnp.where(o == FREE, 0.0, w), params.actor, owner)
     state = PackNetState(owner, jnp.int32(task_id), state.trained.at[task_id].set(True))
-    params = tools.finetune(
-      params._replace(actor=actor), state, replay, task_id, key, finetune_updates
+    params = ctx.finetune(
+      params._replace(actor=actor), state, ctx.replay, task_id, ctx.key, finetune_updates
     )
-    return params, state, {}
+    size = 2 * base.actor_size(params.actor, ctx.num_tasks)  # The weights and their owners.
+    return params, state, {base.POLICY_PARAMS: size}
 
   def eval_params(params, state, task_id):
     masked = owned_by(params.actor, state.owner, task_id)
     return jax.tree.map(lambda m, w: jnp.where(state.trained[task_id], m, w), masked, params.actor)
-
-  def policy_size(actor_params, state, num_tasks):
-    del state
-    return 2 * base.actor_size(actor_params, num_tasks)
 
   return base.fine_tuning(
     "packnet",
@@ -128,5 +126,4 @@ def make_packnet(cfg, options: PackNetConfig) -> base.Method:
     actor_optimizer=base.masked(mask_grads),
     end_task=end_task,
     eval_params=eval_params,
-    policy_size=policy_size,
   )

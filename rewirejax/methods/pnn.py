@@ -152,19 +152,19 @@ def make_pnn(cfg, options: PNNConfig) -> base.Method:
 
     return {**grads, "params": {name: mask(name, g) for name, g in grads["params"].items()}}
 
-  def policy_size(actor_params, state, num_tasks):
-    del state
-    used = min(max(num_tasks, 1), max_tasks)
-    total = 0
-    for name, leaf in actor_params["params"].items():
-      columns = leaf_columns(name, max_tasks)
+  def end_task(params, state, ctx):
+    """The model size: the columns used so far, with their lateral connections."""
+    used = jnp.minimum(jnp.maximum(ctx.num_tasks, 1), max_tasks)
+    size = 0
+    for name, leaf in params.actor["params"].items():
+      columns = jnp.asarray(leaf_columns(name, max_tasks))
       per_slice = int(np.prod(leaf.shape[1:], dtype=np.int64))
-      total += per_slice * int(np.sum(columns < used))
-    return total
+      size += per_slice * jnp.sum(columns < used)
+    return params, state, {base.POLICY_PARAMS: size}
 
   return base.fine_tuning(
     "pnn",
     make_networks=make_networks,
     actor_optimizer=base.masked(mask_grads),
-    policy_size=policy_size,
+    end_task=end_task,
   )

@@ -122,22 +122,18 @@ def _anchored(name: str, coef: float, fisher_samples: int | None, copies: int) -
     del cfg
     return base.with_actor_penalty(sac_losses(networks.policy), penalty)
 
-  def end_task(params, state, replay, task_id, key, tools):
+  def end_task(params, state, ctx):
     if fisher_samples is None:
       importance = jax.tree.map(jnp.ones_like, params.actor)
     else:
-      obs = replay_lib.sample(replay, key, fisher_samples).obs
-      fisher = estimate_fisher(tools.networks, params.actor, obs, task_id)
+      obs = replay_lib.sample(ctx.replay, ctx.key, fisher_samples).obs
+      fisher = estimate_fisher(ctx.networks, params.actor, obs, ctx.task_id)
       importance = jax.tree.map(jnp.add, state.importance, fisher)
-    return params, AnchorState(params.actor, importance, jnp.bool_(True), state.coefs), {}
+    state = AnchorState(params.actor, importance, jnp.bool_(True), state.coefs)
+    size = copies * base.actor_size(params.actor, ctx.num_tasks)  # The actor and its anchors.
+    return params, state, {base.POLICY_PARAMS: size}
 
-  def policy_size(actor_params, state, num_tasks):
-    del state
-    return copies * base.actor_size(actor_params, num_tasks)
-
-  return base.fine_tuning(
-    name, init=init, make_losses=make_losses, end_task=end_task, policy_size=policy_size
-  )
+  return base.fine_tuning(name, init=init, make_losses=make_losses, end_task=end_task)
 
 
 @dataclasses.dataclass(frozen=True)

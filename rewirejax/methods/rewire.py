@@ -251,7 +251,6 @@ def make_rewire(cfg, rc: RewireConfig = RewireConfig(), name: str = "rewire"):
     begin_task=functools.partial(begin_task, rc, slots),
     end_task=functools.partial(end_task, rc, slots),
     eval_params=functools.partial(eval_params, slots),
-    policy_size=functools.partial(policy_size, rc, slots),
     actor_optimizer=functools.partial(actor_optimizer, rc),
   )
 
@@ -323,17 +322,17 @@ def init(rc: RewireConfig, slots: int, key, params) -> RewireState:
   )
 
 
-def begin_task(rc: RewireConfig, slots: int, params, state: RewireState, task_id, key, tools):
+def begin_task(rc: RewireConfig, slots: int, params, state: RewireState, ctx: base.TaskContext):
   """Start from the slot's cached wiring (a repeated task) or the current one, spacing reset;
   adapters at identity; remember the start for a rollback (from the second task on: the first
   task's start is the random initialisation)."""
-  actor = params.actor
+  actor, task_id, key = params.actor, ctx.task_id, ctx.key
   slot = task_id % slots
   start_wiring = jnp.where(state.cached[slot], state.wirings[slot], mode_wirings(actor, 0))
   actor = reset_adapters(with_wirings(actor, start_wiring))
   start_return = jnp.float32(-jnp.inf)
   if rc.rollback_if_worse:
-    measured = tools.evaluate(actor, task_id, key)
+    measured = ctx.evaluate(actor, task_id, key)
     start_return = jnp.where(state.finished_tasks > 0, measured, start_return)
   state = state._replace(
     eval_key=jax.random.key_data(key),
@@ -448,14 +447,13 @@ def _all_modes_loss(rc: RewireConfig, loss_of_mode, teacher, key, coefs):
   return jnp.mean(loss), jax.tree.map(lambda x: jnp.mean(x, axis=0), aux)
 
 
-def end_task(rc: RewireConfig, slots: int, params, state: RewireState, replay, task_id, key, tools):
+def end_task(rc: RewireConfig, slots: int, params, state: RewireState, ctx: base.TaskContext):
   """Keep the best mode (or roll back to the task's start), refine every cached wiring by the
   adapters (Eq. 12), cache the kept wiring in the task's slot, and make the weights M."""
-  del replay, key
-  actor = params.actor
+  actor, task_id = params.actor, ctx.task_id
   # Every mode on the episodes the start of the task was measured on.
   key = jax.random.wrap_key_data(state.eval_key)
-  mode_returns = jax.vmap(lambda k: tools.evaluate(select_mode(actor, k), task_id, key))(
+  mode_returns = jax.vmap(lambda k: ctx.evaluate(select_mode(actor, k), task_id, key))(
     jnp.arange(rc.num_modes)
   )
   best = jnp.argmax(mode_returns)
@@ -484,7 +482,11 @@ def end_task(rc: RewireConfig, slots: int, params, state: RewireState, replay, t
     training_task=jnp.int32(-1),
     finished_tasks=state.finished_tasks + 1,
   )
-  metrics = {"rewire/mode_returns": mode_returns, "rewire/rolled_back": rolled_back}
+  metrics = {
+    "rewire/mode_returns": mode_returns,
+    "rewire/rolled_back": rolled_back,
+    base.POLICY_PARAMS: policy_size(rc, slots, actor, state, ctx.num_tasks),
+  }
   return params._replace(actor=actor), state, metrics
 
 
@@ -498,11 +500,11 @@ def eval_params(slots: int, params, state: RewireState, task_id):
 
 
 def policy_size(rc: RewireConfig, slots: int, actor_params, state: RewireState, num_tasks):
-  """The paper's count: the actor (hidden weights, K score rows, adapters, the heads used),
-  the previous task's weights M, one head and one wiring kept for a rollback, and the cached
-  wirings of the slots used."""
+  """The paper's count of the model size: the actor (hidden weights, K score rows, adapters,
+  the heads used), the previous task's weights M, one head and one wiring kept for a
+  rollback, and the cached wirings of the slots used (``num_tasks`` may be traced)."""
   num_layers, width = state.wirings.shape[1:]
-  slots_used = min(max(num_tasks, 1), slots) if rc.cache_wirings else 0
+  slots_used = jnp.minimum(jnp.maximum(num_tasks, 1), slots) if rc.cache_wirings else 0
   one_head = base.num_params(state.start_head)
   return (
     base.actor_size(actor_params, num_tasks)
