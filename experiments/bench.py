@@ -130,21 +130,23 @@ def bench_layers(width: int = 256, batch: int = 256) -> dict[str, float]:
   return results
 
 
-def _filled_replay(obs_size: int, act_size: int, capacity: int):
+def _filled_replay(obs_size: int, act_size: int, capacity: int, num_envs: int = 128):
   """A full replay buffer of random transitions (the bare-update benchmarks sample from it)."""
   from rewirejax import replay as replay_lib
   from rewirejax.types import Transition
 
-  keys = jax.random.split(jax.random.key(1), 4)
-  data = Transition(
-    jax.random.normal(keys[0], (capacity, obs_size)),
-    jax.random.uniform(keys[1], (capacity, act_size), minval=-1, maxval=1),
-    jax.random.normal(keys[2], (capacity,)),
-    jax.random.normal(keys[3], (capacity, obs_size)),
-    jnp.zeros(capacity),
-    jnp.zeros(capacity),
+  zero = jnp.float32(0.0)
+  example = Transition(
+    jnp.zeros(obs_size), jnp.zeros(act_size), zero, jnp.zeros(obs_size), zero, zero
   )
-  return replay_lib.ReplayState(data, jnp.int32(0), jnp.int32(capacity))
+  keys = jax.random.split(jax.random.key(1), 4)
+  return replay_lib.init(capacity, example, num_envs, episode_length=1000)._replace(
+    obs=jax.random.normal(keys[0], (capacity, obs_size)),
+    action=jax.random.uniform(keys[1], (capacity, act_size), minval=-1, maxval=1),
+    reward=jax.random.normal(keys[2], (capacity,)),
+    newest_next_obs=jax.random.normal(keys[3], (num_envs, obs_size)),
+    size=jnp.int32(capacity),
+  )
 
 
 def bench_sac_update(num_updates: int = 64) -> dict[str, float]:
@@ -426,21 +428,34 @@ def bench_seeds(backend: str = "spring", num_envs: int = 8, num_chunks: int = 3)
 
 
 def bench_replay_memory():
-  """Bytes of the replay buffer per seed at the default capacity, from its real structure."""
+  """Bytes of the replay buffer per seed at the default capacity, envs and 1000-step episodes,
+  from its real structure, against storing both observations of every transition (the
+  layout before 2026-12-02); and how many seeds' buffers fit on a 16 and an 80 GiB device."""
   from rewirejax import replay as replay_lib
   from rewirejax.config import SACConfig
   from rewirejax.types import Transition
 
-  capacity = SACConfig().replay_capacity
+  cfg = SACConfig()
+  capacity = cfg.replay_capacity
   sizes = {"halfcheetah": (17, 6), "ant": (27, 8), "humanoid": (244, 17)}
-  print(f"\n## Replay buffer per seed at capacity {capacity:,}")
+  print(f"\n## Replay buffer per seed at {capacity:,} transitions, {cfg.num_envs} envs")
+  print(f"{'env':12}{'now':>10}{'both obs':>10}{'ratio':>8}{'seeds/16 GiB':>14}{'/80 GiB':>9}")
   results = {}
   for name, (obs, act) in sizes.items():
     zero = jnp.float32(0.0)
     example = Transition(jnp.zeros(obs), jnp.zeros(act), zero, jnp.zeros(obs), zero, zero)
-    shapes = jax.eval_shape(lambda example=example: replay_lib.init(capacity, example))
-    results[name] = replay_lib.nbytes(shapes)
-    print(f"{name:12}{results[name] / 2**30:>8.2f} GiB")
+    shapes = jax.eval_shape(
+      lambda example=example: replay_lib.init(capacity, example, cfg.num_envs, 1000)
+    )
+    now = replay_lib.nbytes(shapes)
+    both = capacity * 4 * (2 * obs + act + 3)  # float32 obs, next obs, action, 3 scalars.
+    fits = {gib: int(gib * 2**30 // now) for gib in (16, 80)}
+    results[name] = {"bytes": now, "both_obs_bytes": both, "ratio": now / both, "seeds": fits}
+    print(
+      f"{name:12}{now / 2**30:>8.2f}Gi{both / 2**30:>8.2f}Gi{now / both:>8.2f}"
+      f"{fits[16]:>14}{fits[80]:>9}"
+    )
+  print("(seeds: the replay buffers alone; networks, optimisers and env states not counted.)")
   return results
 
 

@@ -155,7 +155,12 @@ def _init(parts: TrainerParts, key: PRNGKey) -> TrainState:
   return TrainState(
     learner=sac.init_learner(params, parts.optimizers),
     method_state=parts.method.init(key_method, params),
-    replay=replay_lib.init(sac_cfg.replay_capacity, _empty_transition(parts.env)),
+    replay=replay_lib.init(
+      sac_cfg.replay_capacity,
+      _empty_transition(parts.env),
+      batch=sac_cfg.num_envs,
+      episode_length=parts.env.episode_length,
+    ),
     env_state=_reset_envs(parts, key_env, jnp.int32(0)),
     episode_return=jnp.zeros(sac_cfg.num_envs),
     last_return=jnp.full(sac_cfg.num_envs, jnp.nan),

@@ -331,6 +331,7 @@ def test_csp_acting_draws_half_of_the_envs_in_the_old_subspace():
 def test_csp_critic_learns_at_acting_points_and_the_actor_in_the_new_subspace():
   """The wrapped losses equal the plain SAC losses on ``[obs, alpha]`` with the points drawn
   from the acting mixture (critic) or the new subspace (actor), the same point at s and s'."""
+  from rewirejax import replay as replay_lib
   from rewirejax.methods import csp
   from rewirejax.sac import losses_of
 
@@ -340,7 +341,7 @@ def test_csp_critic_learns_at_acting_points_and_the_actor_in_the_new_subspace():
   sac_losses = losses_of(networks, CFG.sac, env.action_size)
   plain, wrapped = sac_losses(networks.policy), method.make_losses(sac_losses, networks, CFG)
   params, method_state = state.learner.params, state.method_state
-  batch = jax.tree.map(lambda x: x[:16], state.replay.data)
+  batch = replay_lib.gather(state.replay, jnp.arange(16))
   key, task = jax.random.key(3), jnp.int32(1)
   key_alpha, key_loss = jax.random.split(key)
   alpha = csp.acting_mixture(key_alpha, 2, 4, 16, True)

@@ -69,7 +69,7 @@ def test_fused_chunk_equals_python_loop_of_epochs(trainer, warm_state):
   for _ in range(TINY.epochs_per_chunk):
     looped, _ = epoch(looped, task)
   chex.assert_trees_all_close(fused.learner.params, looped.learner.params, rtol=1e-5, atol=1e-6)
-  chex.assert_trees_all_equal(fused.replay.data, looped.replay.data)
+  chex.assert_trees_all_equal(fused.replay, looped.replay)
   assert int(fused.env_steps) == int(looped.env_steps)
 
 
