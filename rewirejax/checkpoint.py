@@ -69,7 +69,14 @@ class Checkpointer:
       state=ocp.args.StandardRestore(_abstract_without_keys(like)),
       progress=ocp.args.JsonRestore(),
     )
-    restored = self._manager.restore(step, args=args)
+    try:
+      restored = self._manager.restore(step, args=args)
+    except ValueError as error:  # Another layout: an older version, another configuration.
+      raise ValueError(
+        f"the checkpoint {self.directory / str(step)} does not fit this run's state (written "
+        "by another version of rewirejax or for another configuration); resume it with the "
+        f"version that wrote it, or delete {self.directory}. ({str(error).splitlines()[0]})"
+      ) from error
     return _data_to_keys(restored.state, like), dict(restored.progress)
 
   def close(self) -> None:

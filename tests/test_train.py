@@ -466,3 +466,13 @@ def test_a_resumed_record_counts_the_earlier_sessions_seconds():
   older = RunRecord([0], [0], [0], **blank)
   older.restore(saved)
   assert older.seconds < 60.0
+
+
+def test_a_checkpoint_of_another_layout_is_refused_in_one_line(tmp_path):
+  """A run resumed from a checkpoint whose state has other shapes (an older version's
+  replay, say) names the checkpoint and what to do, instead of orbax's tensorstore dump."""
+  checkpointer = Checkpointer(tmp_path / "checkpoints")
+  checkpointer.save(3, {"obs": jnp.zeros((4, 2)), "next_obs": jnp.zeros((4, 2))}, {"chunk": 1})
+  with pytest.raises(ValueError, match=r"checkpoints/3 does not fit this run's state") as error:
+    checkpointer.restore({"obs": jnp.zeros((5, 2)), "next_obs": jnp.zeros((4, 2))})
+  assert "delete" in str(error.value) and "\n" not in str(error.value)
