@@ -40,6 +40,11 @@ def _data_to_keys(restored: Any, like: Any) -> Any:
   )
 
 
+def _layout(tree: Any) -> list[tuple[tuple[int, ...], str]]:
+  """The sorted (shape, dtype) of a tree's arrays (or of orbax's metadata of them)."""
+  return sorted((tuple(x.shape), str(x.dtype)) for x in jax.tree.leaves(tree))
+
+
 class Checkpointer:
   """Saves ``(state, progress)`` pairs under ``directory/<step>``, keeping the newest few."""
 
@@ -65,18 +70,19 @@ class Checkpointer:
     step = self.latest_step() if step is None else step
     if step is None:
       raise FileNotFoundError(f"no finished checkpoint in {self.directory}")
-    args = ocp.args.Composite(
-      state=ocp.args.StandardRestore(_abstract_without_keys(like)),
-      progress=ocp.args.JsonRestore(),
-    )
-    try:
-      restored = self._manager.restore(step, args=args)
-    except ValueError as error:  # Another layout: an older version, another configuration.
+    abstract = _abstract_without_keys(like)
+    stored = ocp.StandardCheckpointer().metadata(self.directory / str(step) / "state")
+    stored = stored.item_metadata.tree
+    if _layout(stored) != _layout(abstract):  # Checked before orbax reads (and fails) async.
       raise ValueError(
         f"the checkpoint {self.directory / str(step)} does not fit this run's state (written "
-        "by another version of rewirejax or for another configuration); resume it with the "
-        f"version that wrote it, or delete {self.directory}. ({str(error).splitlines()[0]})"
-      ) from error
+        "by another version of rewirejax or for another configuration): resume it with the "
+        f"version that wrote it, or delete {self.directory}."
+      )
+    args = ocp.args.Composite(
+      state=ocp.args.StandardRestore(abstract), progress=ocp.args.JsonRestore()
+    )
+    restored = self._manager.restore(step, args=args)
     return _data_to_keys(restored.state, like), dict(restored.progress)
 
   def close(self) -> None:
