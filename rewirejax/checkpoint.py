@@ -33,11 +33,13 @@ def _abstract_without_keys(tree: Any) -> Any:
 
 
 def _data_to_keys(restored: Any, like: Any) -> Any:
-  return jax.tree.map(
-    lambda r, x: jax.random.wrap_key_data(r, impl=jax.random.key_impl(x)) if _is_key(x) else r,
-    restored,
-    like,
-  )
+  """Typed keys re-wrapped as in ``like`` (an abstract ``like``'s keys: the default impl)."""
+
+  def wrap(r, x):
+    impl = jax.random.key_impl(x) if isinstance(x, jax.Array) else None
+    return jax.random.wrap_key_data(r, impl=impl)
+
+  return jax.tree.map(lambda r, x: wrap(r, x) if _is_key(x) else r, restored, like)
 
 
 def _layout(tree: Any) -> list[tuple[tuple[int, ...], str]]:
@@ -65,8 +67,15 @@ class Checkpointer:
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
 
+  def progress(self, step: int | None = None) -> dict[str, Any]:
+    """The progress saved with the newest (or ``step``) checkpoint, without its state."""
+    step = self.latest_step() if step is None else step
+    restored = self._manager.restore(step, args=ocp.args.Composite(progress=ocp.args.JsonRestore()))
+    return dict(restored.progress)
+
   def restore(self, like: Any, step: int | None = None) -> tuple[Any, dict[str, Any]]:
-    """Restores the newest (or ``step``) checkpoint into the structure of ``like``."""
+    """Restores the newest (or ``step``) checkpoint into the structure of ``like`` (arrays,
+    or ``jax.ShapeDtypeStruct``s with their shardings)."""
     step = self.latest_step() if step is None else step
     if step is None:
       raise FileNotFoundError(f"no finished checkpoint in {self.directory}")

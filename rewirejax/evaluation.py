@@ -36,7 +36,9 @@ def make_evaluate_round(
 ) -> Callable[[Params, TaskId, PRNGKey], Array]:
   """One round: ``num_envs`` episodes of the deterministic policy ``tanh(mu)``, one full
   episode each (``env.episode_length`` steps); rewards after an episode's first ``done`` are
-  ignored. Returns the mean episode return."""
+  ignored. Returns the mean episode return, or the mean of the env's
+  ``episode_score(return, final_state)`` where it has one (Continual World: success)."""
+  score = getattr(env, "episode_score", None)
 
   def evaluate_round(actor_params: Params, task_id: TaskId, key: PRNGKey) -> Array:
     states = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(key, num_envs), task_id)
@@ -50,7 +52,7 @@ def make_evaluate_round(
       return (states, alive, returns), None
 
     init = (states, jnp.ones(num_envs), jnp.zeros(num_envs))
-    (_, _, returns), _ = jax.lax.scan(step, init, length=env.episode_length)
-    return jnp.mean(returns)
+    (states, _, returns), _ = jax.lax.scan(step, init, length=env.episode_length)
+    return jnp.mean(returns if score is None else score(returns, states))
 
   return evaluate_round

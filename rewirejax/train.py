@@ -102,6 +102,7 @@ def make_task_program(
   n = len(seeds)
   begin, warmup = _over_seeds(trainer.begin_task, n), _over_seeds(trainer.warmup, n)
   end = _over_seeds(trainer.end_task, n)
+  evaluate = _over_seeds(trainer.evaluate, n, donate=False, batched_args=(0, None, 0, None))
 
   def init_seeds():  # Built where it lives: with several processes each makes its shards.
     state = jax.vmap(trainer.init)(jnp.stack([jax.random.key(s) for s in seeds]))
@@ -112,8 +113,50 @@ def make_task_program(
     begin_task=lambda state, task: warmup(begin(state, task), task)[0],
     run_chunk=_over_seeds(trainer.train_chunk, n, batched_args=(0, None, None)),
     end_task=end,
-    evaluate_tasks=_over_seeds(trainer.evaluate, n, donate=False, batched_args=(0, None, 0, None)),
+    evaluate_tasks=lambda state, *args: evaluate(_policy_part(state), *args),
   )
+
+
+def _policy_part(state: TrainState) -> TrainState:
+  """The state without what evaluation never reads (the envs and the replay), so one compiled
+  evaluation serves states of every task environment."""
+  return state.replace(env_state=None, replay=None)
+
+
+class TaskPrograms:
+  """A run's programs: one ``TaskProgram`` per distinct task environment, built when a task
+  first needs it. ``envs[task_id]`` is the env of each task id; the Brax scenarios give one env
+  for all (one compile), Continual World one per Meta-World task."""
+
+  def __init__(self, build: Callable[[TaskEnv], TaskProgram], envs: Sequence[TaskEnv]):
+    self.build, self.envs = build, tuple(envs)
+    self._built: dict[int, TaskProgram] = {}
+
+  def __getitem__(self, task_id: int) -> TaskProgram:
+    env = self.envs[task_id]
+    if id(env) not in self._built:
+      self._built[id(env)] = self.build(env)
+    return self._built[id(env)]
+
+  def evaluate_row(self, state, eval_tasks: Sequence[int], keys, current: TaskId) -> np.ndarray:
+    """Returns [seeds, len(eval_tasks)] on ``eval_tasks`` (keys [seeds, len(eval_tasks)]):
+    one vmapped call per program over its tasks."""
+    groups: dict[int, list[int]] = {}
+    for column, task in enumerate(eval_tasks):
+      groups.setdefault(id(self.envs[task]), []).append(column)
+    row = np.full(keys.shape, np.nan)
+    for columns in groups.values():
+      tasks = jnp.asarray([eval_tasks[c] for c in columns])
+      program = self[eval_tasks[columns[0]]]
+      row[:, columns] = _to_host(program.evaluate_tasks(state, tasks, keys[:, columns], current))
+    return row
+
+
+def _as_programs(program: TaskProgram | TaskPrograms, num_tasks: int) -> TaskPrograms:
+  """``program`` for every task id (the program itself stands for the env)."""
+  if isinstance(program, TaskPrograms):
+    return program
+  return TaskPrograms(lambda _: program, [program] * num_tasks)
 
 
 def seed_sharding(num_seeds: int, devices: Sequence[jax.Device] | None = None):
@@ -245,7 +288,7 @@ class Callback:
 
 
 def run_task(
-  program: TaskProgram,
+  programs: TaskProgram | TaskPrograms,
   cfg: RunConfig,
   state: TrainState,
   run: RunRecord,
@@ -256,10 +299,15 @@ def run_task(
   """Trains task ``run.tasks[task_index]`` from chunk ``start_chunk`` (0: from its resets) to
   its end, then evaluates every one of ``run.eval_tasks``.
 
+  Args:
+    programs: the run's ``TaskPrograms``, or one ``TaskProgram`` for every task.
+
   Returns:
     The state after the task's end, the row of R [seeds, eval tasks] and the method's
     end-of-task metrics ([seeds, ...] per name, on the host).
   """
+  programs = _as_programs(programs, max(*run.tasks, *run.eval_tasks) + 1)
+  program = programs[run.tasks[task_index]]
   task = jnp.int32(run.tasks[task_index])
   if start_chunk == 0:
     state = program.begin_task(state, task)
@@ -282,8 +330,8 @@ def run_task(
       callback.on_chunk(ChunkEvent(task_index, chunk, state, metrics, record))
   state, end_metrics = program.end_task(state, task)
   keys = evaluation_keys(run.seeds, "end_of_task", task_index, run.eval_tasks)
-  row = _to_host(program.evaluate_tasks(state, jnp.asarray(run.eval_tasks), keys, task))
-  return state, np.asarray(row), _to_host(end_metrics)
+  row = programs.evaluate_row(state, run.eval_tasks, keys, task)
+  return state, row, _to_host(end_metrics)
 
 
 class NonFiniteGuard(Callback):
@@ -309,8 +357,8 @@ class LearningCurves(Callback):
   """Every ``every`` chunks, the deterministic return on the task being trained goes into
   ``run.curves`` and the chunk's record."""
 
-  def __init__(self, program: TaskProgram, run: RunRecord, every: int):
-    self.program, self.run, self.every = program, run, every
+  def __init__(self, programs: TaskPrograms, run: RunRecord, every: int):
+    self.programs, self.run, self.every = programs, run, every
 
   def on_chunk(self, event: ChunkEvent) -> None:
     if (event.chunk + 1) % self.every:
@@ -318,7 +366,8 @@ class LearningCurves(Callback):
     task_id = self.run.tasks[event.task_index]
     keys = evaluation_keys(self.run.seeds, "curve", event.task_index, [task_id], event.chunk)
     task = jnp.int32(task_id)
-    point = _to_host(self.program.evaluate_tasks(event.state, task[None], keys, task))[:, 0]
+    program = self.programs[task_id]
+    point = _to_host(program.evaluate_tasks(event.state, task[None], keys, task))[:, 0]
     self.run.curves[:, event.task_index, (event.chunk + 1) // self.every - 1] = point
     event.record["eval_return_per_seed"] = point
     event.record["eval_return"] = float(np.mean(point))
@@ -461,7 +510,7 @@ class SequenceResult:
 
 def train_sequence(
   cfg: RunConfig,
-  env: TaskEnv,
+  env: TaskEnv | Sequence[TaskEnv],
   method: Method,
   tasks: Sequence[int],
   seeds: Sequence[int] = (0,),
@@ -480,7 +529,8 @@ def train_sequence(
 
   Args:
     cfg: the run's configuration.
-    env: the task environment; ``tasks`` and ``eval_tasks`` index its task ids.
+    env: the task environment, whose task ids ``tasks`` and ``eval_tasks`` index; or one env
+      per task id (Continual World), each distinct env compiled into its own program.
     method: the continual-learning method.
     tasks: task ids in training order.
     seeds: one PRNG seed per vmapped run.
@@ -503,23 +553,26 @@ def train_sequence(
   Returns:
     A ``SequenceResult``.
   """
-  run = _new_record(cfg, env, tasks, seeds, eval_tasks, eval_every_chunks, lane_overrides)
+  envs = _envs_per_task(env)
+  run = _new_record(cfg, envs, tasks, seeds, eval_tasks, eval_every_chunks, lane_overrides)
   if resume and out_dir is None:
     raise ValueError("resume=True needs out_dir.")
   if stop_after_chunks is not None and stop_after_chunks < 1:
     raise ValueError(f"stop_after_chunks must be >= 1, got {stop_after_chunks}.")
   sharding = seed_sharding(len(run.seeds), devices)
-  program = make_task_program(cfg, env, method, run.seeds, sharding, lane_overrides)
-  state = program.init()
+  programs = TaskPrograms(
+    lambda env: make_task_program(cfg, env, method, run.seeds, sharding, lane_overrides), envs
+  )
+  state = programs[run.tasks[0]].init()
   out = None if out_dir is None else pathlib.Path(out_dir)
   writer = jax.process_index() == 0  # Of several processes, one writes files and progress.
   callbacks: list[Callback] = [NonFiniteGuard(run.seeds)]
   if eval_every_chunks:
-    callbacks.append(LearningCurves(program, run, eval_every_chunks))
+    callbacks.append(LearningCurves(programs, run, eval_every_chunks))
   callbacks.append(Bookkeeping(run))
   if out is not None:
     state, file_callbacks = _open_out_dir(
-      out, cfg, env, method, run, state, resume, writer, checkpoint_every_chunks
+      out, cfg, programs, method, run, state, resume, writer, checkpoint_every_chunks
     )
     callbacks += file_callbacks
   if progress and writer:
@@ -530,7 +583,7 @@ def train_sequence(
     for task_index in range(run.position["task_index"], len(run.tasks)):
       start_chunk = run.position["chunk"]
       state, run.returns[:, task_index], end_metrics = run_task(
-        program, cfg, state, run, task_index, start_chunk, callbacks
+        programs, cfg, state, run, task_index, start_chunk, callbacks
       )
       for callback in callbacks:
         callback.on_task_end(task_index, state, end_metrics)
@@ -539,16 +592,27 @@ def train_sequence(
   finally:
     for callback in callbacks:
       callback.close()
-  return _finish(out if writer else None, cfg, env, method, run, state)
+  return _finish(out if writer else None, cfg, envs[0], method, run, state)
 
 
-def _new_record(cfg, env, tasks, seeds, eval_tasks, eval_every_chunks, lane_overrides):
+def _envs_per_task(env: TaskEnv | Sequence[TaskEnv]) -> tuple[TaskEnv, ...]:
+  """The env of each task id: ``env`` for all of its ``num_tasks``, or one per task id."""
+  if not isinstance(env, Sequence):
+    return (env,) * env.num_tasks
+  envs = tuple(env)
+  sizes = {(e.observation_size, e.action_size) for e in envs}
+  if not envs or len(sizes) != 1:
+    raise ValueError(f"the task envs must share observation and action sizes, got {sizes}.")
+  return envs
+
+
+def _new_record(cfg, envs, tasks, seeds, eval_tasks, eval_every_chunks, lane_overrides):
   """The empty ``RunRecord`` of a run, its arguments checked."""
   tasks, seeds = [int(t) for t in tasks], [int(s) for s in seeds]
   eval_tasks = sorted(set(tasks)) if eval_tasks is None else [int(t) for t in eval_tasks]
   for t in {*tasks, *eval_tasks}:
-    if not 0 <= t < min(env.num_tasks, cfg.max_tasks):
-      raise ValueError(f"task id {t} is outside [0, {min(env.num_tasks, cfg.max_tasks)}).")
+    if not 0 <= t < min(len(envs), cfg.max_tasks):
+      raise ValueError(f"task id {t} is outside [0, {min(len(envs), cfg.max_tasks)}).")
   if not seeds or (lane_overrides is None and len(set(seeds)) != len(seeds)):
     raise ValueError(f"seeds must be distinct and non-empty, got {seeds}.")
   num_evals = cfg.num_chunks // eval_every_chunks if eval_every_chunks else 0
@@ -557,7 +621,7 @@ def _new_record(cfg, env, tasks, seeds, eval_tasks, eval_every_chunks, lane_over
   return RunRecord(tasks, eval_tasks, seeds, returns, curves)
 
 
-def _open_out_dir(out, cfg, env, method, run: RunRecord, state, resume, writer, every):
+def _open_out_dir(out, cfg, programs, method, run: RunRecord, state, resume, writer, every):
   """The output folder: the newest checkpoint restored into ``state`` and ``run`` (with
   ``resume``), the manifest and ``metrics.jsonl`` (by the writing process), and the
   callbacks that log (``MetricsLogging``) and checkpoint (``Checkpointing``, every ``every``
@@ -567,11 +631,13 @@ def _open_out_dir(out, cfg, env, method, run: RunRecord, state, resume, writer, 
   out.mkdir(parents=True, exist_ok=True)
   checkpointer = Checkpointer(out / "checkpoints")
   if resume and checkpointer.latest_step() is not None:
-    state, saved = checkpointer.restore(state)
+    position = checkpointer.progress()["position"]
+    like = _resume_template(programs, run, state, position["task_index"], position["chunk"])
+    state, saved = checkpointer.restore(like)
     run.restore(saved)
   callbacks: list[Callback] = []
   if writer:
-    _write_manifest(out, cfg, method, env, run)
+    _write_manifest(out, cfg, method, programs.envs, run)
     done_until = (run.position["task_index"], run.position["chunk"] - 1) if resume else None
     log = logs.MetricsLog(out / "metrics.jsonl", keep_until=done_until)
     callbacks.append(MetricsLogging(log, run, cfg.num_chunks))
@@ -579,14 +645,28 @@ def _open_out_dir(out, cfg, env, method, run: RunRecord, state, resume, writer, 
   return state, callbacks
 
 
-def _write_manifest(out: pathlib.Path, cfg, method, env, run: RunRecord) -> None:
+def _resume_template(programs: TaskPrograms, run: RunRecord, state, task_index: int, chunk: int):
+  """The structure a checkpoint at (``task_index``, ``chunk``) was saved in: ``state``'s, with
+  the envs of the task then under way (inside a task) or just ended (at its end)."""
+  index = task_index if chunk > 0 else max(task_index - 1, 0)
+  task = run.tasks[min(index, len(run.tasks) - 1)]
+  if programs.envs[task] is programs.envs[run.tasks[0]]:
+    return state
+  like = jax.eval_shape(programs[task].begin_task, state, jnp.int32(task))
+  sharding = jax.tree.leaves(state)[0].sharding  # Every leaf is laid out by the seed axis.
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), like)
+
+
+def _write_manifest(out: pathlib.Path, cfg, method, envs, run: RunRecord) -> None:
+  distinct = list({id(env): env for env in envs}.values())
   manifest = logs.manifest(
     cfg,
     method=method.name,
     tasks=run.tasks,
     eval_tasks=run.eval_tasks,
     seeds=run.seeds,
-    env=type(env).__name__,
+    env=type(envs[0]).__name__,
+    **({"envs": [dataclasses.asdict(e) for e in envs]} if len(distinct) > 1 else {}),
     num_chunks_per_task=cfg.num_chunks,
   )
   logs.write_json_atomic(out / "manifest.json", manifest)

@@ -54,7 +54,7 @@ class Trainer(NamedTuple):
   init: Callable[[PRNGKey], TrainState]
   begin_task: Callable[[TrainState, TaskId], TrainState]
   warmup: Callable[[TrainState, TaskId], tuple[TrainState, Metrics]]
-  train_epoch: Callable[[TrainState, TaskId], tuple[TrainState, Metrics]]
+  train_epoch: Callable[[TrainState, TaskId], tuple[TrainState, Metrics]]  # No env clock.
   train_chunk: Callable[..., tuple[TrainState, Metrics]]
   end_task: Callable[[TrainState, TaskId], tuple[TrainState, Metrics]]
   evaluate: Callable[[TrainState, Array, PRNGKey, TaskId], Array]
@@ -77,6 +77,11 @@ class TrainerParts(NamedTuple):
 def make_trainer(cfg: RunConfig, env: TaskEnv, method: Method) -> Trainer:
   """Builds the trainer's pure functions for ``env`` and ``method``."""
   cfg.validate()
+  if _synchronous(env) and cfg.epochs_per_chunk % env.episode_length:
+    raise ValueError(
+      f"{type(env).__name__}'s episodes all end together every {env.episode_length} steps, so "
+      f"epochs_per_chunk must be a multiple of {env.episode_length}, got {cfg.epochs_per_chunk}."
+    )
   networks = method.make_networks(env.observation_size, env.action_size, cfg)
   losses = method.make_losses(sac.losses_of(networks, cfg.sac, env.action_size), networks, cfg)
   optimizers = sac.make_optimizers(cfg.sac, method.actor_optimizer(cfg.sac))
@@ -101,12 +106,12 @@ def make_trainer(cfg: RunConfig, env: TaskEnv, method: Method) -> Trainer:
   def train_chunk(state: TrainState, task_id: TaskId, num_epochs: Array | None = None):
     """``epochs_per_chunk`` epochs, or only the first ``num_epochs`` (int32, unbatched)."""
     num_epochs = cfg.epochs_per_chunk if num_epochs is None else num_epochs
-    return _run_epochs(parts, state, task_id, num_epochs, learn=True)
+    return _run_epochs(parts, state, task_id, num_epochs, True, cfg.warmup_epochs)
 
   return Trainer(
     init=functools.partial(_init, parts),
     begin_task=functools.partial(_begin_task, parts),
-    warmup=lambda state, task_id: _run_epochs(parts, state, task_id, cfg.warmup_epochs, False),
+    warmup=lambda state, task_id: _run_epochs(parts, state, task_id, cfg.warmup_epochs, False, 0),
     train_epoch=lambda state, task_id: _epoch(parts, state, task_id, learn=True),
     train_chunk=train_chunk,
     end_task=functools.partial(_end_task, parts),
@@ -262,18 +267,40 @@ def _epoch(
   return state.replace(learner=learner), {**metrics, **jax.tree.map(jnp.mean, update_metrics)}
 
 
-def _run_epochs(parts: TrainerParts, state: TrainState, task_id, num_epochs, learn: bool):
+def _synchronous(env: TaskEnv) -> bool:
+  return getattr(env, "synchronous_episodes", False)
+
+
+def _reset_if(parts: TrainerParts, state: TrainState, task_id: TaskId, episodes_end: Array):
+  """Every env reset at once where ``episodes_end`` (an unbatched bool, so under ``vmap`` this
+  stays a branch and the reset runs once an episode, not at every step)."""
+
+  def reset(state):
+    key, key_env = jax.random.split(state.key)
+    return state.replace(env_state=_reset_envs(parts, key_env, task_id), key=key)
+
+  return jax.lax.cond(episodes_end, reset, lambda state: state, state)
+
+
+def _run_epochs(parts, state: TrainState, task_id, num_epochs, learn: bool, first_epoch: int):
   """``num_epochs`` epochs in one loop, their metrics summed in the carry. ``num_epochs`` may
   be an unbatched int32: then the loop has a dynamic trip count, and a shorter last chunk
   shares the full chunks' compile (the count is the same for every seed, so ``vmap`` keeps it
   one loop). A ``cond`` per epoch skipping those past the count measured 6 % slower on
-  XLA:CPU (18.9 against 17.7 ms an epoch at the benchmark's HalfCheetah setting)."""
+  XLA:CPU (18.9 against 17.7 ms an epoch at the benchmark's HalfCheetah setting).
+
+  With synchronous episodes (``TaskEnv.synchronous_episodes``) the loop's epoch index, plus
+  ``first_epoch`` (the loop's first epoch since the task's resets, modulo the episode length),
+  is the episode clock that resets the envs."""
   epoch = functools.partial(_epoch, parts, task_id=task_id, learn=learn)
   metrics_shape = jax.eval_shape(lambda s: epoch(s)[1], state)
+  length = parts.env.episode_length
 
-  def body(_, carry):
+  def body(i, carry):
     state, sums = carry
     state, metrics = epoch(state)
+    if _synchronous(parts.env):
+      state = _reset_if(parts, state, task_id, (first_epoch + i) % length == length - 1)
     return state, jax.tree.map(jnp.add, sums, metrics)
 
   zeros = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), metrics_shape)

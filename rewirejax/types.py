@@ -43,6 +43,15 @@ class TaskEnv(Protocol):
   * ``state.info["final_obs"]`` is the true next observation of the step just taken (equal
     to ``state.obs`` when the episode did not end);
   * ``state.reward`` is the reward of the step just taken.
+
+  Two optional members:
+
+  * ``synchronous_episodes = True``: every episode lasts exactly ``episode_length`` steps and
+    ``step`` never resets (``done`` is 1.0 at the last step). The trainer then resets all envs
+    at once, on a clock outside ``vmap``, so a costly reset (Meta-World's) runs once an episode
+    instead of in every step; a chunk must then be a whole number of episodes.
+  * ``episode_score(episode_return, final_state) -> Array``: what evaluation reports per
+    episode instead of the return (Continual World: the success flag at the last step).
   """
 
   observation_size: int
