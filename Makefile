@@ -18,7 +18,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[test$(if $(ACCEL),$(comma)$(ACCEL))]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[test,cw$(if $(ACCEL),$(comma)$(ACCEL))]"
 	touch $(STAMP)
 
 comma := ,

@@ -40,7 +40,7 @@ from rewirejax.methods import (  # noqa: E402
 from rewirejax.report import build_report  # noqa: E402
 from rewirejax.train import train_sequence  # noqa: E402
 
-BRAX_SCENARIOS = [name for name in scenario_names() if not name.startswith("toy/")]
+BRAX_SCENARIOS = [name for name in scenario_names() if name.split("/")[0] not in ("toy", "cw")]
 # Table 1; ablations and variants by name.
 MAIN_METHODS = [m for m in METHODS if m not in {**REWIRE_ABLATIONS, **REWIRE_VARIANTS}]
 

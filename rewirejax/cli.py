@@ -15,6 +15,7 @@ import numpy as np
 
 from rewirejax import compile_cache
 from rewirejax.config import RunConfig
+from rewirejax.extras import MissingExtraError
 
 CONFIG_DIR = pathlib.Path(__file__).resolve().parents[1] / "experiments" / "configs"
 
@@ -386,6 +387,7 @@ def train_command(args: argparse.Namespace) -> int:
   import jax
 
   from rewirejax.envs import make_task_env
+  from rewirejax.envs.cw import make_cw_envs
   from rewirejax.methods import make_method
   from rewirejax.train import train_sequence
 
@@ -393,7 +395,11 @@ def train_command(args: argparse.Namespace) -> int:
   module = _preset_module(args.preset)  # Executed once: the config and the method options.
   cfg, specs, num_seeds = _configure(args, module)
   method = make_method(args.method, cfg, **_scenario_method_options(args, cfg, module))
-  env = make_task_env(cfg.env_name, specs, backend=cfg.backend)
+  if cfg.env_name == "cw":  # One Meta-World model per task; all lanes share Warp's contacts.
+    lanes = num_seeds * max(cfg.sac.num_envs, cfg.num_eval_envs)
+    env = make_cw_envs(tuple(spec.name for spec in specs), lanes)
+  else:
+    env = make_task_env(cfg.env_name, specs, backend=cfg.backend)
   seeds = list(range(args.seed, args.seed + num_seeds))
   print(
     f"Training {method.name} on {cfg.env_name} ({cfg.backend}): tasks {[s.name for s in specs]}, "
@@ -444,11 +450,11 @@ def main(argv: list[str] | None = None) -> int:
   try:
     compile_cache.enable(args.compile_cache)
     return commands[args.command](args)
-  except (ValueError, FloatingPointError) as error:
+  except (ValueError, FloatingPointError, MissingExtraError) as error:
     if args.debug:
       raise
     print(f"rewirejax: error: {error}", file=sys.stderr)
-    return 2 if isinstance(error, ValueError) else 1
+    return 1 if isinstance(error, FloatingPointError) else 2
 
 
 if __name__ == "__main__":

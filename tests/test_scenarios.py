@@ -135,8 +135,34 @@ def test_scenario_sequences(name):
   assert scenario.repeat_period == (2 if "robustness" in name else 4)
 
 
+# Continual World, as in implementation notes §8 (the reference's -v1 task names).
+CW_SEQUENCES = {
+  "cw/cw10": (
+    "hammer", "push-wall", "faucet-close", "push-back", "stick-pull", "handle-press-side",
+    "push", "shelf-place", "window-close", "peg-unplug-side",
+  ),
+  "cw/cw3-t1": ("push", "window-close", "hammer"),
+  "cw/cw3-t2": ("hammer", "window-close", "faucet-close"),
+  "cw/cw3-t3": ("window-close", "handle-press-side", "peg-unplug-side"),
+  "cw/cw3-t4": ("faucet-close", "shelf-place", "peg-unplug-side"),
+  "cw/cw3-t5": ("faucet-close", "shelf-place", "push-back"),
+  "cw/cw3-t6": ("stick-pull", "peg-unplug-side", "stick-pull"),
+  "cw/cw3-t7": ("stick-pull", "push-back", "push-wall"),
+  "cw/cw3-t8": ("push-wall", "shelf-place", "push-back"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(CW_SEQUENCES))
+def test_continual_world_sequences(name):
+  scenario = get_scenario(name)
+  assert scenario.env_name == "cw"
+  assert tuple(t.name for t in scenario.tasks) == CW_SEQUENCES[name]  # Once, no repeats.
+  assert scenario.steps_per_task == 1_000_000
+  assert scenario.repeat_period == len(scenario.tasks)
+
+
 def test_every_scenario_is_listed_and_unknown_names_fail():
-  assert set(SEQUENCES) | {"toy/tiny"} == set(scenario_names())
+  assert set(SEQUENCES) | set(CW_SEQUENCES) | {"toy/tiny"} == set(scenario_names())
   with pytest.raises(ValueError, match="choices"):
     get_scenario("halfcheetah/forgeting")
   with pytest.raises(ValueError, match="choices"):

@@ -71,7 +71,8 @@ def test_synchronous_episodes_need_whole_episodes_per_chunk():
     make_trainer(dataclasses.replace(SEQ, epochs_per_chunk=15), SynchronousReach(), fine_tuning())
 
 
-def _programs_built(monkeypatch) -> list:
+def record_programs_built(monkeypatch) -> list:
+  """The envs that ``train.make_task_program`` is called with from now on, in order."""
   built = []
   make = train.make_task_program
 
@@ -90,7 +91,7 @@ def test_envs_per_task_build_one_program_each_and_resume_exactly(tmp_path, monke
   env_a, env_b = SynchronousReach(num_tasks=3), SynchronousReach(num_tasks=3, extra=3)
   envs = (env_a, env_b, env_a)
   kwargs = {"tasks": [0, 1, 2], "seeds": [0, 1], "eval_every_chunks": 1, "progress": False}
-  built = _programs_built(monkeypatch)
+  built = record_programs_built(monkeypatch)
   full = train.train_sequence(cfg, envs, fine_tuning(), out_dir=tmp_path / "full", **kwargs)
   assert [id(env) for env in built] == [id(env_a), id(env_b)]
   killed = tmp_path / "killed"

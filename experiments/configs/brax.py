@@ -11,6 +11,9 @@ rollouts of 1000 steps would dwarf a small run on a CPU: ~10k eval env-steps/s h
 env step stay the SAC settings'). ``sac_settings`` names the SAC settings shared by every method:
 the scenario's (``"paper"``), ``FAST_SAC``, which learn within a small budget, or ``CPU_SAC``
 (the cpu protocol's, ``PROTOCOLS``). ``toy/tiny`` is the tests' scenario on the pure-JAX toy env.
+The Continual World scenarios (``cw/*``) take ``CW_SAC`` and ``CW_EVAL``; no per-scenario
+coefficients exist for them in the reference, so every method runs at its defaults (Rewire's
+are SPEC §4's, its Brax ones).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import math
 from typing import Any
 
 from rewirejax.config import RewireConfig, RunConfig, SACConfig
+from rewirejax.envs import cw
 from rewirejax.envs.scenarios import get_scenario
 from rewirejax.methods import (
   METHODS,
@@ -70,6 +74,25 @@ _BASELINE_TABLE = {
   "ant/compositionality": (100.0, 0.01, "flat", 20),
   "humanoid/hard": (0.01, 0.01, "flat", 100),
 }
+# Continual World's SAC (notes §4 and its table's continual_world row), shared by every
+# method. Departures: 128 parallel envs instead of 1 (the fused trainer's point), 1 update per
+# transition as the reference; its first 1,000 uniformly random actions are here the warm-up's
+# 1,000 transitions, collected with the policy as for Brax.
+CW_SAC = {
+  "actor_lr": 1e-3,
+  "critic_lr": 1e-3,
+  "alpha_lr": 1e-3,
+  "reward_scaling": 1.0,
+  "policy_update_delay": 1,
+  "target_update_delay": 1,
+  "target_entropy_multiplier": 2.0,
+  "batch_size": 128,
+  "init_temperature": 2.7,
+  "replay_capacity": 1_000_000,
+  "warmup_transitions": 1_000,
+  "updates_per_env_step": 1.0,
+}
+CW_EVAL = (128, 1)  # Episodes of the success-rate evaluation, at every budget.
 CSP_ALPHA_CANDIDATES = 4096  # Critic-scored subspace points per subspace at the full budget.
 PACKNET_FINETUNE_UPDATES = 100_000  # At the full budget; scaled with it.
 PRESETS = ("paper", "reference")
@@ -168,6 +191,9 @@ def get_config(
       policy_update_delay=1,
     )
     eval_envs, eval_rollouts = 16, 1
+  elif spec.env_name == "cw":
+    sac = dataclasses.replace(SACConfig(**CW_SAC), **SAC_SETTINGS[sac_settings])
+    eval_envs, eval_rollouts = CW_EVAL
   else:
     lr_policy, lr_q, reward_scaling, policy_delay, target_delay, entropy = _SAC_TABLE[scenario]
     sac = SACConfig(
@@ -206,6 +232,8 @@ def get_config(
     chunk = math.ceil(train_epochs / CHUNK_PER_CURVE_POINT[sac_settings])
   else:
     chunk = min(100, math.ceil(train_epochs / CURVE_POINTS[budget == 1.0]))
+  if spec.env_name == "cw":  # Whole 200-step episodes a chunk (synchronous resets).
+    chunk = round_up(chunk, cw.EPISODE_LENGTH)
   return dataclasses.replace(cfg, epochs_per_chunk=chunk)
 
 

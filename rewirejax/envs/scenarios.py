@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from rewirejax.envs import cw
 from rewirejax.envs.tasks import ALL_ACTUATORS, TaskSpec, make_task_env
 from rewirejax.envs.toy import TargetReachEnv
 
@@ -62,6 +63,8 @@ TASKS: dict[str, dict[str, TaskSpec]] = {
   },
   # The tiny scenario for tests: envs.toy.TargetReachEnv, whose odd task ids flip the target.
   "toy": {t.name: t for t in (TaskSpec("target"), TaskSpec("flipped_target"))},
+  # Continual World: a task is a Meta-World model (envs.cw), named by its spec's name alone.
+  "cw": {name: TaskSpec(name) for name in cw.CW10},
 }
 
 
@@ -102,8 +105,12 @@ _SEQUENCES = {
   ),
   "humanoid/hard": ("normal", "moon", "carrystuff", "tinyfeet"),
   "toy/tiny": ("target", "flipped_target"),
+  "cw/cw10": cw.CW10,
+  **{f"cw/cw3-t{k}": triplet for k, triplet in cw.CW3_TRIPLETS.items()},
 }
 _PERIOD = {"halfcheetah/robustness": 2, "ant/robustness": 2}
+# Repeats of the sequence and the paper's steps per task; Brax's own: 2 and 1 M.
+_LENGTHS = {"humanoid": (1, 2_000_000), "toy": (2, 3_200), "cw": (1, 1_000_000)}
 
 
 def scenario_names() -> tuple[str, ...]:
@@ -115,16 +122,23 @@ def get_scenario(name: str) -> Scenario:
   if name not in _SEQUENCES:
     raise ValueError(f"Unknown scenario {name!r}; choices: {list(_SEQUENCES)}.")
   env_name = name.split("/")[0]
-  repeats, steps = {"humanoid": (1, 2_000_000), "toy": (2, 3_200)}.get(env_name, (2, 1_000_000))
+  repeats, steps = _LENGTHS.get(env_name, (2, 1_000_000))
   specs = tuple(TASKS[env_name][t] for t in _SEQUENCES[name]) * repeats
-  return Scenario(name, env_name, specs, steps, _PERIOD.get(name, 4))
+  # Continual World has no repeat period (the reference's `cycle` is set for Brax only).
+  period = len(specs) if env_name == "cw" else _PERIOD.get(name, 4)
+  return Scenario(name, env_name, specs, steps, period)
 
 
-def make_scenario_env(scenario: Scenario, backend: str = "mjx", episode_length: int = 1000):
-  """The ``TaskEnv`` whose task id ``i`` is ``scenario.tasks[i]`` (the toy env ignores
-  ``backend`` and ``episode_length``)."""
+def make_scenario_env(
+  scenario: Scenario, backend: str = "mjx", episode_length: int = 1000, num_lanes: int = 1
+):
+  """The ``TaskEnv`` whose task id ``i`` is ``scenario.tasks[i]``; for Continual World a tuple
+  of them, one per task id (``envs.cw.make_cw_envs``, ``num_lanes`` envs stepped together;
+  200-step episodes). The toy and CW envs ignore ``backend`` and ``episode_length``."""
   if scenario.env_name == "toy":
     return TargetReachEnv(num_tasks=len(scenario.tasks))
+  if scenario.env_name == "cw":
+    return cw.make_cw_envs(tuple(t.name for t in scenario.tasks), num_lanes)
   return make_task_env(scenario.env_name, scenario.tasks, backend, episode_length)
 
 
