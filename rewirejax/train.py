@@ -306,7 +306,7 @@ def run_task(
     The state after the task's end, the row of R [seeds, eval tasks] and the method's
     end-of-task metrics ([seeds, ...] per name, on the host).
   """
-  programs = _as_programs(programs, max(*run.tasks, *run.eval_tasks) + 1)
+  programs = _as_programs(programs, max([*run.tasks, *run.eval_tasks]) + 1)
   program = programs[run.tasks[task_index]]
   task = jnp.int32(run.tasks[task_index])
   if start_chunk == 0:
