@@ -658,7 +658,6 @@ def _resume_template(programs: TaskPrograms, run: RunRecord, state, task_index: 
 
 
 def _write_manifest(out: pathlib.Path, cfg, method, envs, run: RunRecord) -> None:
-  distinct = list({id(env): env for env in envs}.values())
   manifest = logs.manifest(
     cfg,
     method=method.name,
@@ -666,7 +665,7 @@ def _write_manifest(out: pathlib.Path, cfg, method, envs, run: RunRecord) -> Non
     eval_tasks=run.eval_tasks,
     seeds=run.seeds,
     env=type(envs[0]).__name__,
-    **({"envs": [dataclasses.asdict(e) for e in envs]} if len(distinct) > 1 else {}),
+    **({"envs": [dataclasses.asdict(e) for e in envs]} if len(set(map(id, envs))) > 1 else {}),
     num_chunks_per_task=cfg.num_chunks,
   )
   logs.write_json_atomic(out / "manifest.json", manifest)

@@ -290,8 +290,8 @@ def _run_epochs(parts, state: TrainState, task_id, num_epochs, learn: bool, firs
   XLA:CPU (18.9 against 17.7 ms an epoch at the benchmark's HalfCheetah setting).
 
   With synchronous episodes (``TaskEnv.synchronous_episodes``) the loop's epoch index, plus
-  ``first_epoch`` (the loop's first epoch since the task's resets, modulo the episode length),
-  is the episode clock that resets the envs."""
+  ``first_epoch`` (the loop's first epoch, counted from the task's resets), is the episode
+  clock that resets the envs."""
   epoch = functools.partial(_epoch, parts, task_id=task_id, learn=learn)
   metrics_shape = jax.eval_shape(lambda s: epoch(s)[1], state)
   length = parts.env.episode_length
