@@ -19,7 +19,10 @@ class SACConfig:
   polyak: float = 0.005  # Target-critic soft update rate.
   num_envs: int = 128  # Parallel training environments.
   updates_per_env_step: float = 0.5  # Gradient steps per environment transition.
-  warmup_transitions: int = 12_800  # Collected with the policy before updates start, per task.
+  warmup_transitions: int = 12_800  # Collected before updates start, per task.
+  # The warm-up's actions: "policy" (the reference's Brax setting: the current stochastic
+  # policy) or "uniform" (uniform in [-1, 1]^|A|, its Continual World start_steps).
+  warmup_actions: str = "policy"
   replay_capacity: int = 1_280_000  # Transitions; a new buffer per task.
   actor_lr: float = 3e-4  # Adam, actor (weights, scores, heads).
   critic_lr: float = 3e-4  # Adam, twin critic.
@@ -77,6 +80,10 @@ class SACConfig:
       raise ValueError("warmup_transitions must fit in the replay buffer.")
     if not 0.0 < self.discount <= 1.0 or not 0.0 < self.polyak <= 1.0:
       raise ValueError("discount and polyak must be in (0, 1].")
+    if self.warmup_actions not in ("policy", "uniform"):
+      raise ValueError(
+        f"warmup_actions must be 'policy' or 'uniform', got {self.warmup_actions!r}."
+      )
     if self.tanh_log_det not in ("exact", "reference"):
       raise ValueError(f"tanh_log_det must be 'exact' or 'reference', got {self.tanh_log_det!r}.")
 

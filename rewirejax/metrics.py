@@ -20,6 +20,11 @@ out of the normalised averages, and ``Summary.excluded_tasks`` lists it (a note 
 report marks such cells), since the metric is then not the paper's. When half the tasks or more
 are left out, SAC-N learned too little for a normaliser and the normalised metrics are NaN.
 Raw forgetting is reported alongside.
+
+On Continual World the score is a success rate in [0, 1], which needs no normaliser
+(``summarize_success``, Wołczyk et al. 2021): performance is the mean final success,
+forgetting ``R[i, i] - R[T-1, i]`` in success, and forward transfer the formula above on the
+raw success curves against SAC-N's.
 """
 
 from __future__ import annotations
@@ -246,3 +251,25 @@ def summarize(
     notes=tuple(notes),
     excluded_tasks=() if reference is None else excluded,
   )
+
+
+def summarize_success(
+  success: np.ndarray,
+  curves: np.ndarray,
+  policy_params: int,
+  ft_1_policy_params: int,
+  reference_curves: np.ndarray | None = None,
+) -> Summary:
+  """Continual World's metrics: ``summarize`` with every task's normaliser 1.
+
+  Args:
+    success: [num_seeds, num_tasks, num_tasks] ``R`` in success rates.
+    curves: [num_seeds, num_tasks, num_evals] success while each task is trained.
+    reference_curves: [num_tasks, num_evals] SAC-N's success curves (mean over its seeds), for
+      forward transfer ``(AUC_i - AUC_i^ref) / (1 - AUC_i^ref)``; NaN without them.
+  """
+  success = _check_square(success)
+  if np.any((success < 0) | (success > 1)):
+    raise ValueError("success rates must lie in [0, 1]; were returns passed as success?")
+  unit = np.ones(success.shape[1])
+  return summarize(success, curves, policy_params, ft_1_policy_params, unit, reference_curves)

@@ -35,7 +35,14 @@ LADDER = (
   "rewire_cache_align",
   "rewire",
 )
-DOMAINS = {"halfcheetah": "HalfCheetah", "ant": "Ant", "humanoid": "Humanoid", "toy": "Toy"}
+DOMAINS = {
+  "halfcheetah": "HalfCheetah",
+  "ant": "Ant",
+  "humanoid": "Humanoid",
+  "cw": "Continual World",
+  "toy": "Toy",
+}
+SCORED_BY_SUCCESS = frozenset({"cw"})  # Domains whose R holds success rates, not returns.
 
 
 def load_results(results_dir: pathlib.Path) -> list[dict[str, Any]]:
@@ -65,7 +72,9 @@ def _matching_reference(result: dict[str, Any], reference_dir: pathlib.Path) -> 
 
 
 def summarize_result(result: dict[str, Any], reference_dir: pathlib.Path) -> metrics.Summary:
-  """Metrics of one result, normalised when a matching SAC-N reference exists."""
+  """Metrics of one result: returns normalised when a matching SAC-N reference exists;
+  success rates (``SCORED_BY_SUCCESS``) as they are, with SAC-N's curves for forward
+  transfer."""
   reference, reference_curves = None, None
   ref = _matching_reference(result, reference_dir)
   notes = []
@@ -76,14 +85,12 @@ def summarize_result(result: dict[str, Any], reference_dir: pathlib.Path) -> met
     curves = np.asarray(ref["curves"], dtype=float)
     if curves.shape == np.asarray(result["curves"]).shape[1:]:
       reference_curves = curves
-  summary = metrics.summarize(
-    np.asarray(result["returns"], dtype=float),
-    np.asarray(result["curves"], dtype=float),
-    result["policy_params"],
-    result["ft_1_policy_params"],
-    reference,
-    reference_curves,
-  )
+  scores = [np.asarray(result[k], dtype=float) for k in ("returns", "curves")]
+  sizes = result["policy_params"], result["ft_1_policy_params"]
+  if result["env_name"] in SCORED_BY_SUCCESS:
+    summary = metrics.summarize_success(*scores, *sizes, reference_curves)
+  else:
+    summary = metrics.summarize(*scores, *sizes, reference, reference_curves)
   return dataclasses.replace(summary, notes=summary.notes + tuple(notes))
 
 
@@ -155,6 +162,11 @@ def _write_domain_table(out: io.StringIO, rows) -> None:
     "return is not positive on some task, which is left out (the notes below say which): not "
     "the paper's metric."
   )
+  if SCORED_BY_SUCCESS & set(domains):
+    out.write(
+      " Continual World: the mean success rate at the end, not normalised (Meta-World v3 "
+      "here, v1 in the paper: not comparable in absolute terms)."
+    )
 
 
 _SCENARIO_HEADER = [
@@ -180,6 +192,11 @@ def _write_scenario_table(out: io.StringIO, rows) -> str:
     "\n\n## Per scenario\n\nForgetting and forward transfer are normalised by SAC-N; final "
     "return and raw forgetting are in returns.\n\n"
   )
+  if any(r["env_name"] in SCORED_BY_SUCCESS for r, _ in rows):
+    out.write(
+      "On Continual World (cw/) every column is in success rates, none normalised, and forward "
+      "transfer is against SAC-N's success curves.\n\n"
+    )
   header = _SCENARIO_HEADER
   out.write("| " + " | ".join(header) + " |\n|" + "---|" * len(header) + "\n")
   table = io.StringIO()

@@ -205,10 +205,11 @@ def _begin_task(parts: TrainerParts, state: TrainState, task_id: TaskId) -> Trai
 
 
 def _act_and_store(
-  parts: TrainerParts, state: TrainState, task_id: TaskId, key: PRNGKey
+  parts: TrainerParts, state: TrainState, task_id: TaskId, key: PRNGKey, learn: bool
 ) -> tuple[TrainState, Metrics]:
-  """One vectorised env step with the method's stochastic policy; transitions go to the
-  replay."""
+  """One vectorised env step with the method's stochastic policy (in the warm-up, with
+  ``warmup_actions="uniform"``, uniform actions in [-1, 1]); transitions go to the replay.
+  The policy acts either way, so the method's acting state advances alike."""
   env_state = state.env_state
   key_policy, key_sample = jax.random.split(key)
   mu, log_std, method_state = parts.method.act(
@@ -220,6 +221,9 @@ def _act_and_store(
     key_policy,
   )
   action, _ = sample_tanh_gaussian(mu, log_std, key_sample)
+  if not learn and parts.cfg.sac.warmup_actions == "uniform":
+    uniform_key = jax.random.fold_in(key_sample, 1)
+    action = jax.random.uniform(uniform_key, action.shape, action.dtype, -1.0, 1.0)
   next_state = jax.vmap(parts.env.step, in_axes=(0, 0, None))(env_state, action, task_id)
   truncated = next_state.info["truncation"] * next_state.done
   transition = Transition(
@@ -253,7 +257,7 @@ def _epoch(
   """Act in every env once, then (if ``learn``) ``updates_per_epoch`` SGD steps."""
   sac_cfg = parts.cfg.sac
   key, key_act, key_update = jax.random.split(state.key, 3)
-  state, metrics = _act_and_store(parts, state.replace(key=key), task_id, key_act)
+  state, metrics = _act_and_store(parts, state.replace(key=key), task_id, key_act, learn)
   if not learn:
     return state, metrics
 

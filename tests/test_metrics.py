@@ -117,3 +117,21 @@ def test_bootstrap_median_against_a_python_loop():
   np.testing.assert_allclose(low, np.quantile(slow, 0.025, axis=0))
   np.testing.assert_allclose(high, np.quantile(slow, 0.975, axis=0))
   assert np.all(low <= median) and np.all(median <= high)
+
+
+def test_continual_world_metrics_on_success_rates_by_hand():
+  """Success rates need no normaliser (Wołczyk et al. 2021): one seed, two tasks."""
+  success = np.array([[[0.8, 0.1], [0.5, 0.9]]])
+  curves = np.array([[[0.2, 0.8], [0.6, 1.0]]])
+  sac_n_curves = np.array([[0.0, 0.4], [0.2, 0.8]])
+  summary = metrics.summarize_success(success, curves, 10, 10, sac_n_curves)
+  np.testing.assert_allclose(summary.performance, [(0.5 + 0.9) / 2])  # The final row.
+  np.testing.assert_allclose(summary.forgetting, [0.8 - 0.5])  # Task 0 only.
+  np.testing.assert_allclose(summary.raw_forgetting, summary.forgetting)
+  # AUC 0.5 vs 0.2 -> 0.3 / 0.8; AUC 0.8 vs 0.5 -> 0.3 / 0.5.
+  np.testing.assert_allclose(summary.forward_transfer, [(0.3 / 0.8 + 0.3 / 0.5) / 2])
+  assert summary.notes == () and summary.excluded_tasks == ()
+  without = metrics.summarize_success(success, curves, 10, 10)
+  assert np.isnan(without.forward_transfer).all()
+  with pytest.raises(ValueError, match=r"\[0, 1\]"):
+    metrics.summarize_success(100 * success, curves, 10, 10)

@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
 import reproduce_brax
 from configs import brax as brax_configs
 
-from rewirejax import cli, report
+from rewirejax import cli, metrics, report
 from rewirejax import references as refs
 from rewirejax.envs.scenarios import get_scenario, make_scenario_env
 from rewirejax.methods import make_method
@@ -91,6 +91,31 @@ def test_a_task_sac_n_did_not_learn_is_left_out_and_marked(reproduced, tmp_path)
   summary = report.summarize_result(ft_1, tmp_path)
   final = np.asarray(ft_1["returns"])[:, -1, 1:] / np.asarray(reference["final_returns"][1:])
   np.testing.assert_allclose(summary.performance, final.mean(axis=-1), rtol=1e-6)
+
+
+def _as_continual_world(result: dict, success: np.ndarray, curves: np.ndarray) -> dict:
+  """The toy ``result`` relabelled as a Continual World run scoring ``success``."""
+  return {**result, "env_name": "cw", "scenario": "cw/cw3-t1", "returns": success, "curves": curves}
+
+
+def test_continual_world_results_are_reported_in_success_rates(reproduced, tmp_path):
+  """A cw/ result's metrics are Continual World's on its success rates (no normaliser), with
+  SAC-N's success curves for forward transfer; a Brax result beside it is normalised."""
+  _, out, _ = reproduced
+  by_method = {r["method"]: r for r in report.load_results(out)}
+  rng = np.random.default_rng(0)
+  success, curves = rng.uniform(size=(2, 4, 4)), rng.uniform(size=(2, 4, 5))
+  sac_n = _as_continual_world(by_method["sac_n"], rng.uniform(size=(2, 4, 4)), curves[::-1])
+  ft_1 = _as_continual_world(by_method["ft_1"], success, curves)
+  refs.write_reference(tmp_path, refs.reference_from_result(sac_n))
+  summary = report.summarize_result(ft_1, tmp_path)
+  expected = metrics.summarize_success(success, curves, 1, 1, curves[::-1].mean(axis=0))
+  np.testing.assert_allclose(summary.performance, success[:, -1].mean(axis=-1))
+  np.testing.assert_allclose(summary.forward_transfer, expected.forward_transfer)
+  assert np.isfinite(summary.forward_transfer).all()
+  markdown, _ = report.build_tables([ft_1, by_method["ft_1"]], tmp_path)
+  assert "Continual World perf" in markdown and "Toy perf" in markdown
+  assert "in success rates, none normalised" in markdown
 
 
 def test_finished_pairs_are_kept_and_report_rebuilds(reproduced, capsys):

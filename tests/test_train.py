@@ -188,6 +188,7 @@ def test_sac_learns_the_toy_task():
     ({"sac": dataclasses.replace(TINY_SAC, batch_size=10_000)}, "larger than the replay"),
     ({"sac": dataclasses.replace(TINY_SAC, updates_per_env_step=0.3)}, "whole number"),
     ({"sac": dataclasses.replace(TINY_SAC, policy_update_delay=3)}, "multiple of"),
+    ({"sac": dataclasses.replace(TINY_SAC, warmup_actions="random")}, "warmup_actions"),
   ],
 )
 def test_bad_configs_raise(change, message):
@@ -196,6 +197,31 @@ def test_bad_configs_raise(change, message):
 
 
 SEQ = dataclasses.replace(TINY, steps_per_task=8 * 40, epochs_per_chunk=8)  # 3 chunks a task.
+
+
+@pytest.mark.parametrize("warmup_actions", ["policy", "uniform"])
+def test_uniform_warmup_actions_do_not_depend_on_the_policy(warmup_actions):
+  """The warm-up's 128 stored actions from one state, under two different actors: with
+  "uniform" they are the same, spread as U(-1, 1) (mean 0, variance 1/3); with "policy"
+  they follow each actor."""
+  cfg = dataclasses.replace(SEQ, sac=dataclasses.replace(TINY_SAC, warmup_actions=warmup_actions))
+  trainer = make_trainer(cfg, TargetReachEnv(), fine_tuning())
+  state = jax.jit(trainer.begin_task)(jax.jit(trainer.init)(jax.random.key(0)), jnp.int32(0))
+  other_actor = jax.jit(trainer.init)(jax.random.key(1)).learner.params.actor
+  other = state.replace(
+    learner=state.learner._replace(params=state.learner.params._replace(actor=other_actor))
+  )
+  warmup = jax.jit(trainer.warmup)
+  n = cfg.sac.warmup_transitions
+  actions, other_actions = (
+    np.asarray(warmup(s, jnp.int32(0))[0].replay.action[:n]) for s in (state, other)
+  )
+  if warmup_actions == "uniform":
+    np.testing.assert_array_equal(actions, other_actions)
+    assert np.abs(actions).max() <= 1.0
+    assert abs(actions.mean()) < 0.1 and abs(actions.var() - 1 / 3) < 0.05, actions.var()
+  else:
+    assert not np.allclose(actions, other_actions)
 
 
 def test_train_sequence_returns_matrix_and_files(tmp_path):

@@ -76,8 +76,8 @@ _BASELINE_TABLE = {
 }
 # Continual World's SAC (notes §4 and its table's continual_world row), shared by every
 # method. Departures: 128 parallel envs instead of 1 (the fused trainer's point), 1 update per
-# transition as the reference; its first 1,000 uniformly random actions are here the warm-up's
-# 1,000 transitions, collected with the policy as for Brax.
+# transition as the reference; its first 1,000 uniformly random actions are the warm-up's
+# 1,000 transitions (rounded up to whole steps of the envs), also uniformly random.
 CW_SAC = {
   "actor_lr": 1e-3,
   "critic_lr": 1e-3,
@@ -90,6 +90,7 @@ CW_SAC = {
   "init_temperature": 2.7,
   "replay_capacity": 1_000_000,
   "warmup_transitions": 1_000,
+  "warmup_actions": "uniform",
   "updates_per_env_step": 1.0,
 }
 CW_EVAL = (128, 1)  # Episodes of the success-rate evaluation, at every budget.
