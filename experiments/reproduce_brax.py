@@ -29,6 +29,7 @@ from configs import brax as brax_configs  # noqa: E402
 from rewirejax import compile_cache  # noqa: E402
 from rewirejax import logging as logs  # noqa: E402
 from rewirejax import references as refs  # noqa: E402
+from rewirejax.envs import cw  # noqa: E402
 from rewirejax.envs.scenarios import get_scenario, make_scenario_env, scenario_names  # noqa: E402
 from rewirejax.methods import (  # noqa: E402
   METHODS,
@@ -118,12 +119,13 @@ def run_pair(
   logs.write_json_atomic(saved, settings)
 
   spec = get_scenario(scenario)
-  env = make_scenario_env(spec, backend)
+  lanes = cw.lanes_needed(cfg.sac.num_envs, cfg.num_eval_envs, len(seeds))
+  env = make_scenario_env(spec, backend, num_lanes=lanes)
   method = make_method(method_name, cfg, **options)
   eval_every = brax_configs.eval_every_chunks(cfg, budget, sac_settings)
   print(
     f"{scenario} / {method_name}: {len(spec.tasks)} tasks x {cfg.steps_per_task:,} steps, "
-    f"seeds {seeds}, backend {backend}, {cfg.sac.num_envs} envs, eval "
+    f"seeds {seeds}, backend {cfg.backend}, {cfg.sac.num_envs} envs, eval "
     f"{cfg.num_eval_envs} envs x {cfg.num_eval_rollouts}"
   )
   start = time.perf_counter()
@@ -176,9 +178,16 @@ def _apply_protocol(args: argparse.Namespace) -> None:
       setattr(args, field.name, getattr(protocol, field.name))
 
 
-def main(argv: list[str] | None = None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--scenarios", nargs="+", default=BRAX_SCENARIOS, help="default: all nine")
+def main(
+  argv: list[str] | None = None,
+  default_scenarios: tuple[str, ...] = tuple(BRAX_SCENARIOS),
+  description: str = __doc__.split("\n\n")[0],
+) -> int:
+  """The command line; ``reproduce_cw`` calls it with Continual World's scenarios."""
+  parser = argparse.ArgumentParser(description=description)
+  parser.add_argument(
+    "--scenarios", nargs="+", default=list(default_scenarios), help="default: all nine"
+  )
   parser.add_argument(
     "--methods",
     nargs="+",
@@ -238,13 +247,14 @@ def main(argv: list[str] | None = None) -> int:
           args.sac,
           args.protocol,
         )
-        path = refs.reference_path(args.references, scenario, args.backend, args.budget, args.sac)
+        backend = result["backend"]  # Continual World's is always Warp.
+        path = refs.reference_path(args.references, scenario, backend, args.budget, args.sac)
         if method == "sac_n" and not path.exists():
           refs.write_reference(args.references, refs.reference_from_result(result))
           print(f"Wrote the SAC-N reference {path}.")
     table = build_report(args.out, args.references)
   except ValueError as error:
-    print(f"reproduce_brax: error: {error}", file=sys.stderr)
+    print(f"{parser.prog}: error: {error}", file=sys.stderr)
     return 2
   print(table.read_text())
   print(f"Table: {table}; plots next to each result in {args.out}/<scenario>/.")

@@ -2,15 +2,19 @@
 
 Orbax writes each step into a temporary folder and renames it when complete, so a crash
 never leaves a half-written checkpoint behind; ``latest`` only sees finished ones. Typed PRNG
-keys are stored as their raw ``uint32`` data and re-wrapped on restore.
+keys are stored as their raw ``uint32`` data and re-wrapped on restore. Arrays with no
+elements (a Meta-World model's empty height field, say) hold no data, which orbax refuses to
+write: they are left out and rebuilt from the restore's template.
 """
 
 from __future__ import annotations
 
+import math
 import pathlib
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
 
@@ -30,6 +34,28 @@ def _abstract_without_keys(tree: Any) -> Any:
     return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding)
 
   return jax.tree.map(to_abstract, tree)
+
+
+def _is_empty(x: Any) -> bool:
+  return hasattr(x, "shape") and math.prod(x.shape) == 0
+
+
+def _without_empty(tree: Any) -> Any:
+  """``tree`` with its zero-size arrays as ``None`` (an empty subtree)."""
+  return jax.tree.map(lambda x: None if _is_empty(x) else x, tree)
+
+
+def _with_empty(restored: Any, like: Any) -> Any:
+  """``restored`` with the zero-size arrays of ``like`` back in their places."""
+
+  def empty(x):
+    array = jnp.zeros(x.shape, x.dtype)
+    sharding = getattr(x, "sharding", None)
+    return array if sharding is None else jax.device_put(array, sharding)
+
+  return jax.tree.map(
+    lambda r, x: empty(x) if r is None else r, restored, like, is_leaf=lambda r: r is None
+  )
 
 
 def _data_to_keys(restored: Any, like: Any) -> Any:
@@ -58,7 +84,7 @@ class Checkpointer:
   def save(self, step: int, state: Any, progress: dict[str, Any]) -> None:
     """Writes one checkpoint and waits until it is complete on disk."""
     args = ocp.args.Composite(
-      state=ocp.args.StandardSave(_keys_to_data(state)),
+      state=ocp.args.StandardSave(_keys_to_data(_without_empty(state))),
       progress=ocp.args.JsonSave(progress),
     )
     self._manager.save(step, args=args, force=True)
@@ -79,7 +105,7 @@ class Checkpointer:
     step = self.latest_step() if step is None else step
     if step is None:
       raise FileNotFoundError(f"no finished checkpoint in {self.directory}")
-    abstract = _abstract_without_keys(like)
+    abstract = _without_empty(_abstract_without_keys(like))
     stored = ocp.StandardCheckpointer().metadata(self.directory / str(step) / "state")
     stored = stored.item_metadata.tree
     if _layout(stored) != _layout(abstract):  # Checked before orbax reads (and fails) async.
@@ -92,7 +118,8 @@ class Checkpointer:
       state=ocp.args.StandardRestore(abstract), progress=ocp.args.JsonRestore()
     )
     restored = self._manager.restore(step, args=args)
-    return _data_to_keys(restored.state, like), dict(restored.progress)
+    state = _with_empty(restored.state, like)
+    return _data_to_keys(state, like), dict(restored.progress)
 
   def close(self) -> None:
     self._manager.close()

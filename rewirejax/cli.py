@@ -124,9 +124,10 @@ def _parser() -> argparse.ArgumentParser:
 def sweep_command(args: argparse.Namespace) -> int:
   """Runs the grid, writes ``<out>/<scenario>/<method>.json`` and prints a ranked table."""
   from rewirejax import logging as logs
+  from rewirejax.envs import cw
   from rewirejax.envs.scenarios import get_scenario, make_scenario_env
   from rewirejax.methods import make_method
-  from rewirejax.sweep import run_sweep
+  from rewirejax.sweep import grid_points, run_sweep
 
   grid = _sweep_grid(args)
   module = _preset_module(args.preset)
@@ -150,7 +151,8 @@ def sweep_command(args: argparse.Namespace) -> int:
       args.scenario, args.method, args.rewire_preset, args.budget, args.sac
     )
   method = make_method(args.method, cfg, **options)
-  env = make_scenario_env(scenario, cfg.backend)
+  lanes = cw.lanes_needed(cfg.sac.num_envs, cfg.num_eval_envs, len(grid_points(grid)) * args.seeds)
+  env = make_scenario_env(scenario, cfg.backend, num_lanes=lanes)
   run_dir = _sweep_run_dir(args, cfg, grid)
   start = time.perf_counter()
   tasks, seeds = range(len(scenario.tasks)), range(args.seeds)
@@ -386,8 +388,8 @@ def _initialize_distributed(args: argparse.Namespace) -> None:
 def train_command(args: argparse.Namespace) -> int:
   import jax
 
-  from rewirejax.envs import make_task_env
-  from rewirejax.envs.cw import make_cw_envs
+  from rewirejax.envs import cw
+  from rewirejax.envs.scenarios import make_sequence_env
   from rewirejax.methods import make_method
   from rewirejax.train import train_sequence
 
@@ -395,11 +397,8 @@ def train_command(args: argparse.Namespace) -> int:
   module = _preset_module(args.preset)  # Executed once: the config and the method options.
   cfg, specs, num_seeds = _configure(args, module)
   method = make_method(args.method, cfg, **_scenario_method_options(args, cfg, module))
-  if cfg.env_name == "cw":  # One Meta-World model per task; all lanes share Warp's contacts.
-    lanes = num_seeds * max(cfg.sac.num_envs, cfg.num_eval_envs)
-    env = make_cw_envs(tuple(spec.name for spec in specs), lanes)
-  else:
-    env = make_task_env(cfg.env_name, specs, backend=cfg.backend)
+  lanes = cw.lanes_needed(cfg.sac.num_envs, cfg.num_eval_envs, num_seeds)
+  env = make_sequence_env(cfg.env_name, tuple(specs), cfg.backend, num_lanes=lanes)
   seeds = list(range(args.seed, args.seed + num_seeds))
   print(
     f"Training {method.name} on {cfg.env_name} ({cfg.backend}): tasks {[s.name for s in specs]}, "

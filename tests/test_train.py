@@ -502,3 +502,21 @@ def test_a_checkpoint_of_another_layout_is_refused_in_one_line(tmp_path):
   with pytest.raises(ValueError, match=r"checkpoints/3 does not fit this run's state") as error:
     checkpointer.restore({"obs": jnp.zeros((5, 2)), "next_obs": jnp.zeros((4, 2))})
   assert "delete" in str(error.value) and "\n" not in str(error.value)
+
+
+def test_zero_size_arrays_and_keys_are_checkpointed(tmp_path):
+  """Orbax refuses arrays with no elements (Meta-World's empty height field): they round-trip
+  through the template, next to typed keys and ordinary arrays."""
+  state = {
+    "model": {"hfield": jnp.zeros((3, 0)), "mass": jnp.arange(3.0)},
+    "key": jax.random.split(jax.random.key(7), 3),
+  }
+  checkpointer = Checkpointer(tmp_path / "checkpoints")
+  checkpointer.save(1, state, {"chunk": 0})
+  restored, progress = checkpointer.restore(jax.tree.map(jnp.zeros_like, state))
+  assert progress == {"chunk": 0}
+  assert restored["model"]["hfield"].shape == (3, 0)
+  np.testing.assert_array_equal(restored["model"]["mass"], state["model"]["mass"])
+  np.testing.assert_array_equal(
+    jax.random.key_data(restored["key"]), jax.random.key_data(state["key"])
+  )

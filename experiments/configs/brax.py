@@ -221,7 +221,7 @@ def get_config(
   )
   cfg = RunConfig(
     env_name=spec.env_name,
-    backend=backend,
+    backend=cw.BACKEND if spec.env_name == "cw" else backend,
     steps_per_task=steps,
     max_tasks=len(spec.tasks),
     num_eval_envs=eval_envs,

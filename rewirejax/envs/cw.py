@@ -74,6 +74,7 @@ CW3_TRIPLETS = {
 }
 EPISODE_LENGTH = 200
 SOLVER_ITERATIONS = 6
+BACKEND = "warp"  # A run's recorded backend: MJX on MuJoCo Warp (no Brax pipeline).
 INSTALL_HINT = 'Continual World needs the [cw] extra: pip install -c constraints.txt -e ".[cw]"'
 
 
@@ -200,6 +201,12 @@ def _warp_workspace(env: Any) -> dict[str, Array]:
     for path, x in jax.tree_util.tree_flatten_with_path(fresh)[0]
     if jax.tree_util.keystr(path) in shared
   }
+
+
+def lanes_needed(num_envs: int, num_eval_envs: int, num_vmapped: int) -> int:
+  """The lanes Warp's shared contact buffers must hold: ``num_vmapped`` runs (seeds, or grid
+  points x seeds) stepping their training or evaluation envs, whichever batch is larger."""
+  return num_vmapped * max(num_envs, num_eval_envs)
 
 
 def make_cw_envs(

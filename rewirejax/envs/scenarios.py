@@ -129,17 +129,29 @@ def get_scenario(name: str) -> Scenario:
   return Scenario(name, env_name, specs, steps, period)
 
 
+def make_sequence_env(
+  env_name: str,
+  tasks: tuple[TaskSpec, ...],
+  backend: str = "mjx",
+  episode_length: int = 1000,
+  num_lanes: int = 1,
+):
+  """The ``TaskEnv`` whose task id ``i`` is ``tasks[i]``; for Continual World a tuple of them,
+  one per task id (``envs.cw.make_cw_envs``, ``num_lanes`` envs stepped together, see
+  ``cw.lanes_needed``; 200-step episodes). The toy and CW envs ignore ``backend`` and
+  ``episode_length``; the others ignore ``num_lanes``."""
+  if env_name == "toy":
+    return TargetReachEnv(num_tasks=len(tasks))
+  if env_name == "cw":
+    return cw.make_cw_envs(tuple(t.name for t in tasks), num_lanes)
+  return make_task_env(env_name, tasks, backend, episode_length)
+
+
 def make_scenario_env(
   scenario: Scenario, backend: str = "mjx", episode_length: int = 1000, num_lanes: int = 1
 ):
-  """The ``TaskEnv`` whose task id ``i`` is ``scenario.tasks[i]``; for Continual World a tuple
-  of them, one per task id (``envs.cw.make_cw_envs``, ``num_lanes`` envs stepped together;
-  200-step episodes). The toy and CW envs ignore ``backend`` and ``episode_length``."""
-  if scenario.env_name == "toy":
-    return TargetReachEnv(num_tasks=len(scenario.tasks))
-  if scenario.env_name == "cw":
-    return cw.make_cw_envs(tuple(t.name for t in scenario.tasks), num_lanes)
-  return make_task_env(scenario.env_name, scenario.tasks, backend, episode_length)
+  """``make_sequence_env`` of the scenario's tasks."""
+  return make_sequence_env(scenario.env_name, scenario.tasks, backend, episode_length, num_lanes)
 
 
 def get_task(env_name: str, task_name: str) -> TaskSpec:
