@@ -11,12 +11,14 @@ from __future__ import annotations
 import dataclasses
 import sys
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from rewirejax import train
+from rewirejax.checkpoint import Checkpointer
 from rewirejax.config import RunConfig, SACConfig
 from rewirejax.envs import cw
 from rewirejax.envs.scenarios import get_scenario, make_scenario_env
@@ -79,10 +81,10 @@ def test_env_matches_mtcworldmjx_on_fixed_random_actions(envs):
   assert observed[0].shape == (4, 39) and np.all(np.isfinite(observed[0]))
 
 
-def test_two_tasks_train_in_the_fused_chunk_one_program_each(envs, monkeypatch):
+def test_two_tasks_train_in_the_fused_chunk_one_program_each(envs, monkeypatch, tmp_path):
   built = record_programs_built(monkeypatch)
   result = train.train_sequence(CW_RUN, envs, fine_tuning(), [0, 1], eval_every_chunks=1,
-                                progress=False)  # fmt: skip
+                                progress=False, out_dir=tmp_path)  # fmt: skip
   assert [id(env) for env in built] == [id(envs[0]), id(envs[1])]
   assert result.returns.shape == (1, 2, 2) and result.curves.shape == (1, 2, 2)
   # R holds success rates over 2 evaluation episodes.
@@ -91,6 +93,9 @@ def test_two_tasks_train_in_the_fused_chunk_one_program_each(envs, monkeypatch):
   for chunk in result.chunk_metrics:  # Each chunk ends one 4-step episode in each env.
     assert chunk["episodes"] == 2 and np.isfinite(chunk["critic/loss"]), chunk
     assert np.isfinite(chunk["episode_return"])
+  # The last checkpoint (a Meta-World state: its model has zero-size arrays) restores exactly.
+  restored, _ = Checkpointer(tmp_path / "checkpoints").restore(result.state)
+  chex.assert_trees_all_equal(jax.device_get(restored), jax.device_get(result.state))
 
 
 def test_defaults_are_continual_worlds():

@@ -162,6 +162,21 @@ def test_fast_sac_settings_replace_only_the_papers_sac_settings():
   assert reproduce_brax.main(["--scenarios", "toy/tiny", "--sac", "slow"]) == 2
 
 
+def test_continual_world_runs_at_the_references_cw_settings():
+  """CW's SAC (notes §4) at budget 1, whatever the backend asked for: Warp, uniform warm-up
+  actions (its start_steps), whole 200-step episodes a chunk; and reproduce_cw's defaults."""
+  import reproduce_cw
+
+  cfg = brax_configs.get_config("cw/cw10", "rewire", 1.0, "spring")
+  assert cfg.backend == "warp" and cfg.steps_per_task == 1_000_000 and cfg.max_tasks == 10
+  assert (cfg.sac.warmup_actions, cfg.sac.warmup_transitions) == ("uniform", 1000)
+  assert cfg.warmup_epochs == 8  # 1,024 transitions: whole steps of the 128 envs.
+  assert (cfg.sac.batch_size, cfg.sac.init_temperature, cfg.sac.num_envs) == (128, 2.7, 128)
+  assert cfg.epochs_per_chunk % 200 == 0 and (cfg.num_eval_envs, cfg.num_eval_rollouts) == (128, 1)
+  assert len(reproduce_cw.CW_SCENARIOS) == 9 and "cw/cw10" in reproduce_cw.CW_SCENARIOS
+  assert not set(reproduce_cw.CW_SCENARIOS) & set(reproduce_brax.BRAX_SCENARIOS)
+
+
 def test_resumed_sac_n_sequence_equals_uninterrupted(tmp_path):
   cfg = brax_configs.get_config("toy/tiny", "sac_n", budget=0.25)
   env = make_scenario_env(get_scenario("toy/tiny"))
