@@ -53,9 +53,10 @@ def _with_empty(restored: Any, like: Any) -> Any:
     sharding = getattr(x, "sharding", None)
     return array if sharding is None else jax.device_put(array, sharding)
 
-  return jax.tree.map(
-    lambda r, x: empty(x) if r is None else r, restored, like, is_leaf=lambda r: r is None
-  )
+  def fill(r, x):  # ``x`` is None where ``like`` itself holds an empty subtree.
+    return empty(x) if r is None and x is not None else r
+
+  return jax.tree.map(fill, restored, like, is_leaf=lambda r: r is None)
 
 
 def _data_to_keys(restored: Any, like: Any) -> Any:

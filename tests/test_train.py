@@ -508,13 +508,13 @@ def test_zero_size_arrays_and_keys_are_checkpointed(tmp_path):
   """Orbax refuses arrays with no elements (Meta-World's empty height field): they round-trip
   through the template, next to typed keys and ordinary arrays."""
   state = {
-    "model": {"hfield": jnp.zeros((3, 0)), "mass": jnp.arange(3.0)},
+    "model": {"hfield": jnp.zeros((3, 0)), "mass": jnp.arange(3.0), "unused": None},
     "key": jax.random.split(jax.random.key(7), 3),
   }
   checkpointer = Checkpointer(tmp_path / "checkpoints")
   checkpointer.save(1, state, {"chunk": 0})
   restored, progress = checkpointer.restore(jax.tree.map(jnp.zeros_like, state))
-  assert progress == {"chunk": 0}
+  assert progress == {"chunk": 0} and restored["model"]["unused"] is None
   assert restored["model"]["hfield"].shape == (3, 0)
   np.testing.assert_array_equal(restored["model"]["mass"], state["model"]["mass"])
   np.testing.assert_array_equal(
