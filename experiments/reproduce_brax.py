@@ -20,6 +20,7 @@ import json
 import pathlib
 import sys
 import time
+from typing import Any
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "experiments"))
@@ -29,6 +30,7 @@ from configs import brax as brax_configs  # noqa: E402
 from rewirejax import compile_cache  # noqa: E402
 from rewirejax import logging as logs  # noqa: E402
 from rewirejax import references as refs  # noqa: E402
+from rewirejax.config import RunConfig  # noqa: E402
 from rewirejax.envs import cw  # noqa: E402
 from rewirejax.envs.scenarios import get_scenario, make_scenario_env, scenario_names  # noqa: E402
 from rewirejax.methods import (  # noqa: E402
@@ -64,11 +66,32 @@ def _settings(
   }
 
 
+def _with_new_fields(saved_config: Any) -> Any:
+  """A saved config with the fields added since it was written set to their defaults, which
+  are the behaviour from before each was added (a new option is off by default)."""
+  if not isinstance(saved_config, dict):
+    return saved_config
+  return _fill_missing(saved_config, logs.to_jsonable(RunConfig()))
+
+
+def _fill_missing(saved: dict, defaults: dict) -> dict:
+  filled = {k: defaults[k] for k in defaults if k not in saved}
+  for k, value in saved.items():
+    nested = defaults.get(k)
+    filled[k] = (
+      _fill_missing(value, nested)
+      if isinstance(value, dict) and isinstance(nested, dict)
+      else value
+    )
+  return filled
+
+
 def _same_settings(saved: dict, settings: dict) -> bool:
   """Whether ``saved`` (a result or a run folder's ``settings.json``) was made with
   ``settings``: every key compared but the protocol's name (the settings it stands for are
   compared, and older files lack it), the method's options as the options they resolve to."""
   keys = [k for k in settings if k not in ("protocol", "method_options")]
+  saved = {**saved, "config": _with_new_fields(saved.get("config"))}
   same = {k: saved.get(k) for k in keys} == {k: settings[k] for k in keys}
   options = saved.get("method_options", {}), settings["method_options"]
   return same and same_options(settings["method"], *options)

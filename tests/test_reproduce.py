@@ -4,6 +4,7 @@ everything from the JSON; a resumed sequence equals an uninterrupted one."""
 
 import dataclasses
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -130,6 +131,25 @@ def test_finished_pairs_are_kept_and_report_rebuilds(reproduced, capsys):
   assert "| sac_n |" in (out / "table.md").read_text()
   # Other settings in the same folder are refused, not silently mixed.
   assert reproduce_brax.main([*argv[:-3], "--seeds", "3", "--no-progress"]) == 2
+
+
+def test_results_from_before_a_config_field_existed_are_kept(reproduced, tmp_path, capsys):
+  """A finished result written before ``SACConfig.warmup_actions`` existed was made with its
+  default, so it is kept; one written with another value of it is refused."""
+  argv, out, _ = reproduced
+  older = tmp_path / "results"
+  shutil.copytree(out, older)
+  for method in ("ft_1", "sac_n", "rewire", "rewire_base"):
+    path = older / "toy" / "tiny" / f"{method}.json"
+    result = json.loads(path.read_text())
+    del result["config"]["sac"]["warmup_actions"]
+    path.write_text(json.dumps(result))
+  moved = [older if a == str(out) else a for a in argv]
+  assert reproduce_brax.main([str(a) for a in moved]) == 0
+  assert capsys.readouterr().out.count("done before, kept") == 4
+  result["config"]["sac"]["warmup_actions"] = "uniform"
+  path.write_text(json.dumps(result))
+  assert reproduce_brax.main([str(a) for a in moved]) == 2
 
 
 def test_normalising_by_a_reference_of_other_settings_is_refused(reproduced, tmp_path):
