@@ -90,9 +90,10 @@ reproduce-cpu: first-stage
 	$(PY) experiments/reproduce_brax.py --protocol cpu --out $(CPU_RESULTS) \
 	  --scenarios halfcheetah/robustness --methods $(CPU_SECOND)
 
-# Rebuild tables and plots from the result files alone.
+# Rebuild tables and plots from the result files alone: by default the committed cpu results
+# and the README's tables made from them; RESULTS=dir for a folder of your own runs.
 report: install
-	$(VENV)/bin/rewirejax report $(RESULTS)
+	$(VENV)/bin/rewirejax report $(if $(filter command line environment,$(origin RESULTS)),$(RESULTS),$(CPU_RESULTS) --readme README.md)
 
 test: install
 	$(PY) -m pytest -q --durations=30

@@ -96,6 +96,9 @@ def _parser() -> argparse.ArgumentParser:
   report.add_argument(
     "--references", type=pathlib.Path, help="SAC-N references (default experiments/references)"
   )
+  report.add_argument(
+    "--readme", type=pathlib.Path, help="also rewrite this file's report blocks (README.md)"
+  )
   sweep = sub.add_parser("sweep", help="a grid of alpha / beta / tau x seeds as one vmapped job")
   sweep.add_argument("--scenario", required=True, help="e.g. halfcheetah/forgetting")
   sweep.add_argument("--method", default="rewire", help="a method with traced coefficients")
@@ -362,9 +365,11 @@ def report_command(args: argparse.Namespace) -> int:
   from rewirejax import references
   from rewirejax.report import build_report
 
-  table = build_report(args.results, args.references or references.DEFAULT_DIR)
+  table = build_report(args.results, args.references or references.DEFAULT_DIR, args.readme)
   print(table.read_text())
   print(f"Wrote {table}, {table.with_suffix('.csv')} and the plots next to each result.")
+  if args.readme is not None:
+    print(f"Rewrote the tables of {args.readme}.")
   return 0
 
 

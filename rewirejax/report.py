@@ -7,6 +7,15 @@ and writes ``table.md`` (the paper's Table 1: method x domain, performance +- st
 model size; then every scenario with forgetting and forward transfer; then the ablation ladder),
 ``table.csv``, and per run ``<method>_curves.png`` (learning curve of each task),
 ``<method>_returns.png`` (R as a heat map) and, for rewiring, ``<method>_divergence.png``.
+
+``--readme README.md`` also rewrites the README's tables from the same files: each block
+
+    <!-- report: halfcheetah/forgetting -->
+    ...
+    <!-- end of report -->
+
+gets that scenario's method table, and a block naming a ``.md`` file under the results folder
+(``<!-- report: halfcheetah/forgetting/first_stage/first_stage.md -->``) gets that file.
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ import dataclasses
 import io
 import json
 import pathlib
+import re
 import warnings
 from collections import defaultdict
 from typing import Any
@@ -43,6 +53,22 @@ DOMAINS = {
   "toy": "Toy",
 }
 SCORED_BY_SUCCESS = frozenset({"cw"})  # Domains whose R holds success rates, not returns.
+# The methods' names in the README's tables, in its row order; others keep their registry name.
+METHOD_NAMES = {
+  "ft_1": "FT-1",
+  "ft_n": "FT-N",
+  "sac_n": "SAC-N",
+  "ft_l2": "FT-L2",
+  "ewc": "EWC",
+  "packnet": "PackNet",
+  "pnn": "PNN",
+  "csp": "CSP",
+  "rewire": "Rewire",
+}
+README_BLOCK = re.compile(
+  r"(?P<head><!-- report: (?P<source>\S+) -->\n)(?P<body>.*?)(?P<tail><!-- end of report -->)",
+  re.DOTALL,
+)
 
 
 def load_results(results_dir: pathlib.Path) -> list[dict[str, Any]]:
@@ -110,11 +136,8 @@ def _mean_std(x: np.ndarray, digits: int = 2, mark: str = "") -> str:
 
 def build_tables(results: list[dict[str, Any]], reference_dir: pathlib.Path) -> tuple[str, str]:
   """(Markdown, CSV) of the domain table, the per-scenario table and the ablation ladder."""
-  rows, notes = [], []
-  for result in results:
-    summary = summarize_result(result, reference_dir)
-    rows.append((result, summary))
-    notes += [f"{result['scenario']} / {result['method']}: {n}" for n in summary.notes]
+  rows = [(result, summarize_result(result, reference_dir)) for result in results]
+  notes = [f"{r['scenario']} / {r['method']}: {n}" for r, summary in rows for n in summary.notes]
   out = io.StringIO()
   _write_domain_table(out, rows)
   csv_text = _write_scenario_table(out, rows)
@@ -240,6 +263,40 @@ def _write_ladder(out: io.StringIO, rows) -> None:
     out.write(f"| {scenario} | " + " | ".join(cells) + " |\n")
 
 
+def method_table(rows, scenario: str) -> str:
+  """The README's table of one scenario: a method per row (``METHOD_NAMES``' order, then the
+  rest by name) with its normalised performance, forgetting, forward transfer and model size."""
+  by_method = {r["method"]: s for r, s in rows if r["scenario"] == scenario}
+  if not by_method:
+    raise ValueError(f"No results for scenario {scenario!r} to fill the README's table with.")
+  order = [m for m in METHOD_NAMES if m in by_method] + sorted(set(by_method) - set(METHOD_NAMES))
+  lines = ["| method | performance | forgetting | forward transfer | model size |"]
+  lines.append("|---|---|---|---|---|")
+  for method in order:
+    s, mark = by_method[method], _partial_mark(by_method[method])
+    cells = [_mean_std(x, mark=mark) for x in (s.performance, s.forgetting, s.forward_transfer)]
+    lines.append(
+      f"| {METHOD_NAMES.get(method, method)} | {' | '.join(cells)} | {s.model_size:.2f} |"
+    )
+  return "\n".join(lines) + "\n"
+
+
+def fill_readme(text: str, rows, results_dir: pathlib.Path) -> str:
+  """``text`` with every ``README_BLOCK`` rewritten from ``rows`` (a scenario's method table)
+  or from the ``.md`` file it names under ``results_dir``; the rest of ``text`` unchanged."""
+
+  def body(match: re.Match) -> str:
+    source = match["source"]
+    if not source.endswith(".md"):
+      return method_table(rows, source)
+    path = pathlib.Path(results_dir) / source
+    if not path.is_file():
+      raise ValueError(f"The README's table names {source!r}, which is not under {results_dir}.")
+    return path.read_text().rstrip("\n") + "\n"
+
+  return README_BLOCK.sub(lambda m: m["head"] + body(m) + m["tail"], text)
+
+
 def _sac_settings(result: dict[str, Any]) -> str:
   """``"paper"`` or ``"fast"`` (results made before the choice existed: the paper's)."""
   return result.get("sac_settings", "paper")
@@ -335,16 +392,24 @@ def plot_mode_divergence(run_dir: pathlib.Path, out_path: pathlib.Path) -> bool:
 
 
 def build_report(
-  results_dir: pathlib.Path, reference_dir: pathlib.Path = refs.DEFAULT_DIR
+  results_dir: pathlib.Path,
+  reference_dir: pathlib.Path = refs.DEFAULT_DIR,
+  readme: pathlib.Path | None = None,
 ) -> pathlib.Path:
-  """Writes ``table.md``, ``table.csv`` and the plots; returns the Markdown table's path."""
+  """Writes ``table.md``, ``table.csv``, the plots and, given ``readme``, that file's tables
+  (``fill_readme``); returns the Markdown table's path."""
   results_dir = pathlib.Path(results_dir)
   results = load_results(results_dir)
   if not results:
     raise ValueError(f"No result files (<env>/<scenario>/<method>.json) under {results_dir}.")
   markdown, table = build_tables(results, reference_dir)
+  if readme is not None:  # Filled first: a block it cannot fill leaves every file as it was.
+    rows = [(result, summarize_result(result, reference_dir)) for result in results]
+    filled = fill_readme(pathlib.Path(readme).read_text(), rows, results_dir)
   logs.write_text_atomic(results_dir / "table.md", markdown)
   logs.write_text_atomic(results_dir / "table.csv", table)
+  if readme is not None:
+    logs.write_text_atomic(pathlib.Path(readme), filled)
   for result in results:
     folder = pathlib.Path(result["_path"]).parent
     plot_result(result, reference_dir, folder)

@@ -133,6 +133,40 @@ def test_finished_pairs_are_kept_and_report_rebuilds(reproduced, capsys):
   assert reproduce_brax.main([*argv[:-3], "--seeds", "3", "--no-progress"]) == 2
 
 
+def test_report_rewrites_the_readmes_tables_and_nothing_else(reproduced, tmp_path, capsys):
+  _, out, references = reproduced
+  results = tmp_path / "results"
+  shutil.copytree(out, results)
+  (results / "toy" / "tiny" / "stage.md").write_text("| a |\n|---|\n| 1 |\n")
+  readme = tmp_path / "README.md"
+  stale = "<!-- report: toy/tiny -->\n| stale |\n<!-- end of report -->"
+  readme.write_text(f"# Intro\n\n{stale}\n\nText.\n<!-- report: toy/tiny/stage.md -->\n"
+                    "<!-- end of report -->\nEnd.\n")  # fmt: skip
+  args = ["report", str(results), "--references", str(references), "--readme", str(readme)]
+  assert cli.main(args) == 0
+  text = readme.read_text()
+  table = text.split("<!-- report: toy/tiny -->\n")[1].split("<!-- end of report -->")[0]
+  rows = [line.split(" | ") for line in table.splitlines()[2:]]
+  assert [row[0] for row in rows] == ["| FT-1", "| SAC-N", "| Rewire", "| rewire_base"]
+  # Each row's cells are the per-scenario table's: performance, forgetting, forward transfer.
+  lines = (results / "table.md").read_text().splitlines()
+  per_scenario = {x.split(" | ")[1]: x.split(" | ") for x in lines if x.startswith("| toy/tiny |")}
+  for row, method in zip(rows, ["ft_1", "sac_n", "rewire", "rewire_base"], strict=True):
+    assert row[1:4] == per_scenario[method][2:5], (row, per_scenario[method])
+  assert text.startswith("# Intro\n\n<!-- report: toy/tiny -->\n| method | performance |")
+  assert "| stale |" not in text
+  assert text.endswith("\nText.\n<!-- report: toy/tiny/stage.md -->\n| a |\n|---|\n| 1 |\n"
+                       "<!-- end of report -->\nEnd.\n")  # fmt: skip
+  # A block naming a scenario without results: one line, exit 2, the README untouched.
+  readme.write_text(before := "<!-- report: toy/none -->\n<!-- end of report -->\n")
+  capsys.readouterr()
+  assert cli.main(args) == 2
+  assert capsys.readouterr().err == (
+    "rewirejax: error: No results for scenario 'toy/none' to fill the README's table with.\n"
+  )
+  assert readme.read_text() == before
+
+
 def test_results_from_before_a_config_field_existed_are_kept(reproduced, tmp_path, capsys):
   """A finished result written before ``SACConfig.warmup_actions`` existed was made with its
   default, so it is kept; one written with another value of it is refused."""
