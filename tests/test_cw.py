@@ -9,6 +9,7 @@ each reset instead of 200 and 50 (the defaults are checked separately).
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 
 import chex
@@ -136,3 +137,16 @@ def test_the_command_line_names_the_missing_extra_in_one_line(monkeypatch, capsy
   args = ["train", "--preset", "brax", "--scenario", "cw/cw3-t1", "--no-progress"]
   assert cli.main(args) == 2
   assert capsys.readouterr().err == f"rewirejax: error: {cw.INSTALL_HINT}\n"
+
+
+def test_warps_no_driver_warning_is_dropped_and_other_lines_kept(capfd):
+  """The native library writes to file descriptor 2 directly, as this fake ``warp.init`` does."""
+
+  class FakeWarp:
+    @staticmethod
+    def init():
+      os.write(2, f"{cw.NO_DRIVER_WARNING} GPU execution will not be available.\n".encode())
+      os.write(2, b"Warp CUDA error: something real\n")
+
+  cw._init_warp_without_driver_warning.__wrapped__(FakeWarp)
+  assert capfd.readouterr().err == "Warp CUDA error: something real\n"

@@ -30,6 +30,10 @@ cost grows with them. Each env's field records it in the run's manifest.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import os
+import sys
+import tempfile
 from typing import Any, ClassVar
 
 import jax
@@ -75,6 +79,7 @@ CW3_TRIPLETS = {
 EPISODE_LENGTH = 200
 SOLVER_ITERATIONS = 6
 BACKEND = "warp"  # A run's recorded backend: MJX on MuJoCo Warp (no Brax pipeline).
+NO_DRIVER_WARNING = "Warp CUDA warning: Could not find or load the NVIDIA CUDA driver."
 INSTALL_HINT = 'Continual World needs the [cw] extra: pip install -c constraints.txt -e ".[cw]"'
 
 
@@ -85,7 +90,29 @@ def _mtcworldmjx() -> Any:
   except ImportError:
     raise MissingExtraError(INSTALL_HINT) from None
   warp.config.quiet = True  # Warp prints a line per kernel module it loads otherwise.
+  _init_warp_without_driver_warning(warp)
   return MTCWorldMJX
+
+
+@functools.cache
+def _init_warp_without_driver_warning(warp: Any) -> None:
+  """``warp.init()`` (once), dropping the line its native library prints to stderr on every
+  machine without an NVIDIA driver (Warp then runs on the CPU, as intended there); anything
+  else it prints still comes through."""
+  sys.stderr.flush()
+  with tempfile.TemporaryFile() as captured:
+    saved = os.dup(2)
+    os.dup2(captured.fileno(), 2)
+    try:
+      warp.init()
+    finally:
+      os.dup2(saved, 2)
+      os.close(saved)
+    captured.seek(0)
+    lines = captured.read().decode(errors="replace").splitlines()
+  for line in lines:
+    if not line.startswith(NO_DRIVER_WARNING):
+      print(line, file=sys.stderr)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
