@@ -65,10 +65,15 @@ METHOD_NAMES = {
   "csp": "CSP",
   "rewire": "Rewire",
 }
+BLOCK_START, BLOCK_END = "<!-- report: ", "<!-- end of report -->"
+# A block: its start marker on a line of its own, any lines without another marker, its end.
 README_BLOCK = re.compile(
-  r"(?P<head><!-- report: (?P<source>\S+) -->\n)(?P<body>.*?)(?P<tail><!-- end of report -->)",
-  re.DOTALL,
+  r"^(?P<head><!-- report: (?P<source>\S+) -->\n)"
+  r"(?P<body>(?:(?!<!-- (?:report: |end of report)).)*?)"
+  r"^(?P<tail><!-- end of report -->)$",
+  re.DOTALL | re.MULTILINE,
 )
+Row = tuple[dict[str, Any], metrics.Summary]  # A result and its metrics.
 
 
 def load_results(results_dir: pathlib.Path) -> list[dict[str, Any]]:
@@ -136,7 +141,10 @@ def _mean_std(x: np.ndarray, digits: int = 2, mark: str = "") -> str:
 
 def build_tables(results: list[dict[str, Any]], reference_dir: pathlib.Path) -> tuple[str, str]:
   """(Markdown, CSV) of the domain table, the per-scenario table and the ablation ladder."""
-  rows = [(result, summarize_result(result, reference_dir)) for result in results]
+  return _tables([(result, summarize_result(result, reference_dir)) for result in results])
+
+
+def _tables(rows: list[Row]) -> tuple[str, str]:
   notes = [f"{r['scenario']} / {r['method']}: {n}" for r, summary in rows for n in summary.notes]
   out = io.StringIO()
   _write_domain_table(out, rows)
@@ -263,9 +271,13 @@ def _write_ladder(out: io.StringIO, rows) -> None:
     out.write(f"| {scenario} | " + " | ".join(cells) + " |\n")
 
 
-def method_table(rows, scenario: str) -> str:
+def method_table(rows: list[Row], scenario: str) -> str:
   """The README's table of one scenario: a method per row (``METHOD_NAMES``' order, then the
-  rest by name) with its normalised performance, forgetting, forward transfer and model size."""
+  rest by name) with its normalised performance, forgetting, forward transfer and model size.
+
+  Raises:
+    ValueError: no row is of ``scenario``.
+  """
   by_method = {r["method"]: s for r, s in rows if r["scenario"] == scenario}
   if not by_method:
     raise ValueError(f"No results for scenario {scenario!r} to fill the README's table with.")
@@ -281,19 +293,32 @@ def method_table(rows, scenario: str) -> str:
   return "\n".join(lines) + "\n"
 
 
-def fill_readme(text: str, rows, results_dir: pathlib.Path) -> str:
+def fill_readme(text: str, rows: list[Row], results_dir: pathlib.Path) -> str:
   """``text`` with every ``README_BLOCK`` rewritten from ``rows`` (a scenario's method table)
-  or from the ``.md`` file it names under ``results_dir``; the rest of ``text`` unchanged."""
+  or from the ``.md`` file it names under ``results_dir``; the rest of ``text`` unchanged.
+
+  Raises:
+    ValueError: no block, a marker outside a well-formed block, a scenario without rows, or a
+      file that is not under ``results_dir``.
+  """
+  results_dir = pathlib.Path(results_dir).resolve()
 
   def body(match: re.Match) -> str:
     source = match["source"]
     if not source.endswith(".md"):
       return method_table(rows, source)
-    path = pathlib.Path(results_dir) / source
-    if not path.is_file():
+    path = (results_dir / source).resolve()
+    if not (path.is_relative_to(results_dir) and path.is_file()):
       raise ValueError(f"The README's table names {source!r}, which is not under {results_dir}.")
     return path.read_text().rstrip("\n") + "\n"
 
+  blocks = len(README_BLOCK.findall(text))
+  if not blocks or text.count(BLOCK_START) != blocks or text.count(BLOCK_END) != blocks:
+    raise ValueError(
+      f"Expected blocks '{BLOCK_START}SCENARIO -->' ... '{BLOCK_END}', each marker on a line of "
+      f"its own: found {blocks} such blocks among {text.count(BLOCK_START)} start and "
+      f"{text.count(BLOCK_END)} end markers."
+    )
   return README_BLOCK.sub(lambda m: m["head"] + body(m) + m["tail"], text)
 
 
@@ -396,19 +421,21 @@ def build_report(
   reference_dir: pathlib.Path = refs.DEFAULT_DIR,
   readme: pathlib.Path | None = None,
 ) -> pathlib.Path:
-  """Writes ``table.md``, ``table.csv``, the plots and, given ``readme``, that file's tables
-  (``fill_readme``); returns the Markdown table's path."""
+  """Writes ``table.md``, ``table.csv``, then, given ``readme``, that file's tables
+  (``fill_readme``: a block it cannot fill leaves the file as it was), then the plots; returns
+  the Markdown table's path."""
   results_dir = pathlib.Path(results_dir)
+  if readme is not None and not pathlib.Path(readme).is_file():
+    raise ValueError(f"No file {readme} to rewrite the tables of.")
   results = load_results(results_dir)
   if not results:
     raise ValueError(f"No result files (<env>/<scenario>/<method>.json) under {results_dir}.")
-  markdown, table = build_tables(results, reference_dir)
-  if readme is not None:  # Filled first: a block it cannot fill leaves every file as it was.
-    rows = [(result, summarize_result(result, reference_dir)) for result in results]
-    filled = fill_readme(pathlib.Path(readme).read_text(), rows, results_dir)
+  rows = [(result, summarize_result(result, reference_dir)) for result in results]
+  markdown, table = _tables(rows)
   logs.write_text_atomic(results_dir / "table.md", markdown)
   logs.write_text_atomic(results_dir / "table.csv", table)
   if readme is not None:
+    filled = fill_readme(pathlib.Path(readme).read_text(), rows, results_dir)
     logs.write_text_atomic(pathlib.Path(readme), filled)
   for result in results:
     folder = pathlib.Path(result["_path"]).parent

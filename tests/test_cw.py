@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import subprocess
 import sys
 
 import chex
@@ -150,3 +151,23 @@ def test_warps_no_driver_warning_is_dropped_and_other_lines_kept(capfd):
 
   cw._init_warp_without_driver_warning.__wrapped__(FakeWarp)
   assert capfd.readouterr().err == "Warp CUDA error: something real\n"
+
+  class FailingWarp:
+    @staticmethod
+    def init():
+      os.write(2, b"Warp error: why it failed\n")
+      raise RuntimeError("init failed")
+
+  with pytest.raises(RuntimeError, match="init failed"):
+    cw._init_warp_without_driver_warning.__wrapped__(FailingWarp)
+  assert capfd.readouterr().err == "Warp error: why it failed\n"
+
+
+def test_loading_the_extra_prints_nothing_on_a_machine_without_a_gpu():
+  """The real Warp, in a fresh process (Warp initialises once): on a machine without an NVIDIA
+  driver, as in CI, its native library would print ``cw.NO_DRIVER_WARNING`` here."""
+  script = "from rewirejax.envs import cw; cw._mtcworldmjx(); import warp; warp.get_devices()"
+  proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                        timeout=300, env={**os.environ, "JAX_PLATFORMS": "cpu"})  # fmt: skip
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert proc.stderr == "" and proc.stdout == ""

@@ -153,18 +153,29 @@ def test_report_rewrites_the_readmes_tables_and_nothing_else(reproduced, tmp_pat
   per_scenario = {x.split(" | ")[1]: x.split(" | ") for x in lines if x.startswith("| toy/tiny |")}
   for row, method in zip(rows, ["ft_1", "sac_n", "rewire", "rewire_base"], strict=True):
     assert row[1:4] == per_scenario[method][2:5], (row, per_scenario[method])
+    assert row[4] == per_scenario[method][7] + " |", (row, per_scenario[method])  # Model size.
   assert text.startswith("# Intro\n\n<!-- report: toy/tiny -->\n| method | performance |")
   assert "| stale |" not in text
   assert text.endswith("\nText.\n<!-- report: toy/tiny/stage.md -->\n| a |\n|---|\n| 1 |\n"
                        "<!-- end of report -->\nEnd.\n")  # fmt: skip
-  # A block naming a scenario without results: one line, exit 2, the README untouched.
-  readme.write_text(before := "<!-- report: toy/none -->\n<!-- end of report -->\n")
+  # A block it cannot fill: one line, exit 2, the README untouched.
   capsys.readouterr()
+  for before, error in [
+    ("<!-- report: toy/none -->\n<!-- end of report -->\n", "No results for scenario 'toy/none'"),
+    ("<!-- report: ../table.md -->\n<!-- end of report -->\n", "which is not under"),
+    ("<!-- report: toy/tiny -->\nA\n<!-- report: toy/tiny -->\nB\n<!-- end of report -->\n",
+     "found 1 such blocks among 2 start and 1 end markers"),
+    ("No blocks.\n", "found 0 such blocks"),
+  ]:  # fmt: skip
+    readme.write_text(before)
+    assert cli.main(args) == 2, before
+    assert error in capsys.readouterr().err.splitlines()[0]
+    assert readme.read_text() == before
+  readme.unlink()
   assert cli.main(args) == 2
-  assert capsys.readouterr().err == (
-    "rewirejax: error: No results for scenario 'toy/none' to fill the README's table with.\n"
+  assert (
+    capsys.readouterr().err == f"rewirejax: error: No file {readme} to rewrite the tables of.\n"
   )
-  assert readme.read_text() == before
 
 
 def test_results_from_before_a_config_field_existed_are_kept(reproduced, tmp_path, capsys):

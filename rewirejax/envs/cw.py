@@ -105,14 +105,13 @@ def _init_warp_without_driver_warning(warp: Any) -> None:
     os.dup2(captured.fileno(), 2)
     try:
       warp.init()
-    finally:
+    finally:  # Also when init raises: what it printed is often the explanation.
       os.dup2(saved, 2)
       os.close(saved)
-    captured.seek(0)
-    lines = captured.read().decode(errors="replace").splitlines()
-  for line in lines:
-    if not line.startswith(NO_DRIVER_WARNING):
-      print(line, file=sys.stderr)
+      captured.seek(0)
+      for line in captured.read().decode(errors="replace").splitlines():
+        if not line.startswith(NO_DRIVER_WARNING):
+          print(line, file=sys.stderr)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
