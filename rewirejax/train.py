@@ -325,6 +325,7 @@ def run_task(
       "seconds": seconds,
       "episode_return_per_seed": metrics["episode_return"],
       **{k: float(np.nanmean(v)) if np.any(np.isfinite(v)) else None for k, v in metrics.items()},
+      "per_seed": {k: v for k, v in metrics.items() if k != "episode_return"},
     }
     for callback in callbacks:
       callback.on_chunk(ChunkEvent(task_index, chunk, state, metrics, record))
@@ -491,7 +492,7 @@ class SequenceResult:
       deterministic return on each evaluation task after training each task.
     curves: [num_seeds, num_tasks, num_evals] deterministic return on the task being
       trained, every ``eval_every_chunks`` chunks (empty when that is 0).
-    chunk_metrics: one dict per chunk (means over seeds) as logged.
+    chunk_metrics: one dict per chunk (means over seeds; each seed's under ``per_seed``) as logged.
     state: the final seed-batched ``TrainState``.
     policy_params: the method's policy parameter count after the sequence, as its last
       ``end_task`` reported it (the seeds' mean where they differ: CSP's kept anchors).

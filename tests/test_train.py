@@ -251,6 +251,13 @@ def test_train_sequence_returns_matrix_and_files(tmp_path):
     np.testing.assert_allclose(
       per_task[-1]["end_of_task_returns_per_seed"], result.returns[:, task_index], rtol=1e-6
     )
+    for record in per_task[:-1]:  # Each metric per seed, and their mean beside them.
+      assert "critic/loss" in record["per_seed"] and "episode_return" not in record["per_seed"]
+      for name, values in record["per_seed"].items():
+        assert len(values) == 2, name
+        finite = [v for v in values if v is not None]
+        if finite:
+          np.testing.assert_allclose(np.mean(finite), record[name], rtol=1e-5)
   manifest = json.loads((tmp_path / "manifest.json").read_text())
   assert manifest["versions"]["jax"] == jax.__version__ and manifest["seeds"] == [0, 1]
 
