@@ -367,7 +367,10 @@ def report_command(args: argparse.Namespace) -> int:
 
   table = build_report(args.results, args.references or references.DEFAULT_DIR, args.readme)
   print(table.read_text())
-  print(f"Wrote {table}, {table.with_suffix('.csv')} and the plots next to each result.")
+  print(
+    f"Wrote {table}, {table.with_suffix('.csv')}, {table.with_name('claims.md')} and the plots "
+    "next to each result."
+  )
   if args.readme is not None:
     print(f"Rewrote the tables of {args.readme}.")
   return 0

@@ -6,7 +6,8 @@ normalises by the SAC-N reference of the same scenario, backend, budget and SAC 
 and writes ``table.md`` (the paper's Table 1: method x domain, performance +- std over seeds and
 model size; then every scenario with forgetting and forward transfer; then the ablation ladder),
 ``table.csv``, and per run ``<method>_curves.png`` (learning curve of each task),
-``<method>_returns.png`` (R as a heat map) and, for rewiring, ``<method>_divergence.png``.
+``<method>_returns.png`` (R as a heat map) and, for rewiring, ``<method>_divergence.png``; and
+``claims.md``, the paper's claims judged by the pre-stated rules (``claims``).
 
 ``--readme README.md`` also rewrites the README's tables from the same files: each block
 
@@ -32,8 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from rewirejax import claims, metrics
 from rewirejax import logging as logs
-from rewirejax import metrics
 from rewirejax import references as refs
 
 # Table 3's ladder: FT-L2, rewiring without caching, + cache, + modes / + alignment, full.
@@ -421,9 +422,9 @@ def build_report(
   reference_dir: pathlib.Path = refs.DEFAULT_DIR,
   readme: pathlib.Path | None = None,
 ) -> pathlib.Path:
-  """Writes ``table.md``, ``table.csv``, then, given ``readme``, that file's tables
-  (``fill_readme``: a block it cannot fill leaves the file as it was), then the plots; returns
-  the Markdown table's path."""
+  """Writes ``table.md``, ``table.csv``, ``claims.md`` (``claims``), then, given ``readme``,
+  that file's tables (``fill_readme``: a block it cannot fill leaves the file as it was), then
+  the plots; returns the Markdown table's path."""
   results_dir = pathlib.Path(results_dir)
   if readme is not None and not pathlib.Path(readme).is_file():
     raise ValueError(f"No file {readme} to rewrite the tables of.")
@@ -434,6 +435,7 @@ def build_report(
   markdown, table = _tables(rows)
   logs.write_text_atomic(results_dir / "table.md", markdown)
   logs.write_text_atomic(results_dir / "table.csv", table)
+  logs.write_text_atomic(results_dir / "claims.md", claims.claims_table(rows))
   if readme is not None:
     filled = fill_readme(pathlib.Path(readme).read_text(), rows, results_dir)
     logs.write_text_atomic(pathlib.Path(readme), filled)

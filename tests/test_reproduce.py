@@ -62,6 +62,8 @@ def test_writes_results_reference_table_and_plots(reproduced):
       assert (scenario_dir / f"{method}_{kind}.png").stat().st_size > 1000
   assert (scenario_dir / "rewire_divergence.png").stat().st_size > 1000
   assert "Ablation ladder" in table and "| toy/tiny |" in table
+  # Without FT-L2, PackNet, CSP or the ablations no claim is judged, and the file says so.
+  assert (out / "claims.md").read_text().startswith("No claim can be judged yet")
   rewire = json.loads((scenario_dir / "rewire.json").read_text())
   assert rewire["method_options"] == {} and np.asarray(rewire["returns"]).shape == (2, 4, 4)
 

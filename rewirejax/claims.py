@@ -1,0 +1,134 @@
+"""The paper's claims (ii)-(iv), judged from the result files by the rules stated before the
+runs (docs/cpu-protocol.md): ``claims.md``, written by ``rewirejax report``.
+
+Every rule compares mean normalised performances over seeds. For methods a and b with
+per-seed performances ``p_a`` [n_a] and ``p_b`` [n_b]:
+
+    d = mean(p_a) - mean(p_b),   SE = sqrt(var(p_a) / n_a + var(p_b) / n_b)   (var: ddof 1)
+
+- (ii) *Rewire beats FT-L2 and PackNet*: against each, it holds if d > SE, does not hold if
+  d < -SE, and cannot be told otherwise; the claim holds if both comparisons hold and does not
+  hold if either does not.
+- (iii) *Rewire is close to CSP* (margin 0.1, the paper's gap on HalfCheetah): it holds if
+  d > -0.1 + SE and Rewire is the smaller model, does not hold if d < -0.1 - SE.
+- (iv) *The Table 3 ladder rises*: it holds if every step rises in the mean and the full method
+  is above FT-L2 by more than 2 SE, does not hold if any step falls by more than one SE.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from rewirejax import metrics
+
+HOLDS, FAILS, UNTOLD = "holds", "does not hold", "cannot tell"
+CLOSE_MARGIN = 0.1  # Claim (iii): Rewire 1.17 against CSP 1.27 is "on par" in the paper.
+# Claim (iv)'s steps: Table 3's rows, each design added to the one before it.
+LADDER_STEPS = (
+  ("ft_l2", "rewire_base"),
+  ("rewire_base", "rewire_cache"),
+  ("rewire_cache", "rewire_cache_modes"),
+  ("rewire_cache", "rewire_cache_align"),
+  ("rewire_cache_modes", "rewire"),
+  ("rewire_cache_align", "rewire"),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+  """``method`` against ``other`` on ``scenario``: d and SE as in the module's docstring."""
+
+  claim: str
+  scenario: str
+  method: str
+  other: str
+  difference: float
+  standard_error: float
+  verdict: str
+  seeds: int  # The smaller of the two seed counts.
+
+
+def difference(p_a: np.ndarray, p_b: np.ndarray) -> tuple[float, float]:
+  """(d, SE) of the finite per-seed performances ``p_a`` [n_a] and ``p_b`` [n_b].
+
+  Raises:
+    ValueError: fewer than 2 finite seeds on a side (no sample variance).
+  """
+  p_a, p_b = (np.asarray(p, dtype=float) for p in (p_a, p_b))
+  p_a, p_b = p_a[np.isfinite(p_a)], p_b[np.isfinite(p_b)]
+  if min(p_a.size, p_b.size) < 2:
+    raise ValueError(f"Need 2 or more seeds a side to compare, got {p_a.size} and {p_b.size}.")
+  se = np.sqrt(np.var(p_a, ddof=1) / p_a.size + np.var(p_b, ddof=1) / p_b.size)
+  return float(np.mean(p_a) - np.mean(p_b)), float(se)
+
+
+def beats(d: float, se: float) -> str:
+  """Claim (ii)'s rule for one comparison."""
+  return HOLDS if d > se else FAILS if d < -se else UNTOLD
+
+
+def close(d: float, se: float, smaller: bool, margin: float = CLOSE_MARGIN) -> str:
+  """Claim (iii)'s rule: within ``margin`` below the other, by one SE, at a smaller size."""
+  if d < -margin - se:
+    return FAILS
+  return HOLDS if d > -margin + se and smaller else UNTOLD
+
+
+def _all_of(verdicts: list[str]) -> str:
+  """Holds if every part holds, does not hold if any part does not, else cannot tell."""
+  return FAILS if FAILS in verdicts else HOLDS if all(v == HOLDS for v in verdicts) else UNTOLD
+
+
+def _compare(claim, scenario, by_method, method, other, rule) -> Comparison:
+  a, b = by_method[method], by_method[other]
+  d, se = difference(a.performance, b.performance)
+  seeds = int(min(np.isfinite(a.performance).sum(), np.isfinite(b.performance).sum()))
+  return Comparison(claim, scenario, method, other, d, se, rule(d, se, a, b), seeds)
+
+
+def judge(scenario: str, by_method: dict[str, metrics.Summary]) -> list[tuple[str, str, list]]:
+  """[(claim, verdict, its comparisons)] for the claims whose methods ``by_method`` (method ->
+  summary, one scenario) all has."""
+  judged = []
+  if {"rewire", "ft_l2", "packnet"} <= set(by_method):
+    parts = [
+      _compare("ii", scenario, by_method, "rewire", o, lambda d, se, a, b: beats(d, se))
+      for o in ("ft_l2", "packnet")
+    ]
+    judged.append(("ii", _all_of([p.verdict for p in parts]), parts))
+  if {"rewire", "csp"} <= set(by_method):
+    rule = lambda d, se, a, b: close(d, se, a.model_size < b.model_size)  # noqa: E731
+    part = _compare("iii", scenario, by_method, "rewire", "csp", rule)
+    judged.append(("iii", part.verdict, [part]))
+  if {m for step in LADDER_STEPS for m in step} <= set(by_method):
+    judged.append(_ladder(scenario, by_method))
+  return judged
+
+
+def _ladder(scenario: str, by_method: dict[str, metrics.Summary]) -> tuple[str, str, list]:
+  """Claim (iv): the steps, then the span from FT-L2 to the full method (judged at 2 SE)."""
+  step_rule = lambda d, se, a, b: FAILS if d < -se else HOLDS if d > 0 else UNTOLD  # noqa: E731
+  steps = [_compare("iv", scenario, by_method, hi, lo, step_rule) for lo, hi in LADDER_STEPS]
+  span_rule = lambda d, se, a, b: HOLDS if d > 2 * se else UNTOLD  # noqa: E731
+  span = _compare("iv", scenario, by_method, "rewire", "ft_l2", span_rule)
+  return "iv", _all_of([s.verdict for s in [*steps, span]]), [*steps, span]
+
+
+def claims_table(rows: list[tuple[dict[str, Any], metrics.Summary]]) -> str:
+  """Markdown: a line per judged claim and scenario, then its comparisons' d and SE."""
+  lines = ["| claim | scenario | verdict | comparisons (d, SE) |", "|---|---|---|---|"]
+  for scenario in sorted({r["scenario"] for r, _ in rows}):
+    by_method = {r["method"]: s for r, s in rows if r["scenario"] == scenario}
+    for claim, verdict, parts in judge(scenario, by_method):
+      seeds = min(p.seeds for p in parts)
+      shown = f"**{verdict}**" + (f" with {seeds} seeds" if verdict == UNTOLD else "")
+      detail = "; ".join(
+        f"{p.method} - {p.other}: {p.difference:+.2f} ({p.standard_error:.2f})" for p in parts
+      )
+      lines.append(f"| ({claim}) | {scenario} | {shown} | {detail} |")
+  if len(lines) == 2:
+    return "No claim can be judged yet: its methods' results are missing.\n"
+  return "\n".join(lines) + "\n"

@@ -1,0 +1,98 @@
+"""The claims' rules (``rewirejax.claims``) against hand-worked cases and a slow reference."""
+
+import math
+
+import numpy as np
+import pytest
+
+from rewirejax import claims
+from rewirejax.metrics import Summary
+
+
+def _summary(performance, model_size=2.0) -> Summary:
+  nan = np.full(len(performance), np.nan)
+  return Summary(np.asarray(performance, dtype=float), nan, nan, nan, nan, model_size)
+
+
+def _slow_difference(a, b):
+  """d and SE written out: sample variances by explicit sums."""
+  mean_a, mean_b = sum(a) / len(a), sum(b) / len(b)
+  var_a = sum((x - mean_a) ** 2 for x in a) / (len(a) - 1)
+  var_b = sum((x - mean_b) ** 2 for x in b) / (len(b) - 1)
+  return mean_a - mean_b, math.sqrt(var_a / len(a) + var_b / len(b))
+
+
+def test_difference_matches_the_slow_reference_and_drops_non_finite_seeds():
+  rng = np.random.default_rng(0)
+  a, b = rng.normal(1.0, 0.3, 3), rng.normal(0.5, 0.2, 5)
+  np.testing.assert_allclose(claims.difference(a, b), _slow_difference(a, b), rtol=1e-12)
+  np.testing.assert_allclose(claims.difference([*a, np.nan], b), _slow_difference(a, b), rtol=1e-12)
+  with pytest.raises(ValueError, match="2 or more seeds"):
+    claims.difference([1.0, np.nan], b)
+
+
+@pytest.mark.parametrize(
+  "d, se, want", [(0.3, 0.2, "holds"), (-0.3, 0.2, "does not hold"), (0.1, 0.2, "cannot tell")]
+)
+def test_beats(d, se, want):
+  assert claims.beats(d, se) == want
+
+
+@pytest.mark.parametrize(
+  "d, se, smaller, want",
+  [
+    (-0.05, 0.02, True, "holds"),  # Within the 0.1 margin by more than one SE.
+    (-0.05, 0.02, False, "cannot tell"),  # Close, but not the smaller model.
+    (-0.09, 0.02, True, "cannot tell"),
+    (-0.15, 0.02, True, "does not hold"),
+    (0.5, 0.1, True, "holds"),
+  ],
+)
+def test_close(d, se, smaller, want):
+  assert claims.close(d, se, smaller) == want
+
+
+def test_judge_combines_comparisons_as_the_rules_say():
+  by_method = {
+    "rewire": _summary([1.3, 1.4, 1.5], 2.8),
+    "ft_l2": _summary([0.9, 1.0, 1.1]),
+    "packnet": _summary([1.3, 1.5, 1.4]),  # Level with Rewire: (ii) cannot be told.
+    "csp": _summary([1.3, 1.4, 1.5], 5.4),
+  }
+  verdicts = {claim: (verdict, parts) for claim, verdict, parts in claims.judge("s", by_method)}
+  assert set(verdicts) == {"ii", "iii"}  # No ablations: (iv) is not judged.
+  verdict, parts = verdicts["ii"]
+  assert verdict == "cannot tell" and [p.verdict for p in parts] == ["holds", "cannot tell"]
+  assert verdicts["iii"][0] == "holds" and verdicts["iii"][1][0].seeds == 3
+  by_method["packnet"] = _summary([1.8, 1.9, 2.0])  # Above Rewire: (ii) does not hold.
+  assert {c: v for c, v, _ in claims.judge("s", by_method)}["ii"] == "does not hold"
+
+
+def _ladder(values):
+  return {m: _summary(p + np.array([-0.01, 0.0, 0.01])) for m, p in values.items()}
+
+
+def test_the_ladder_holds_only_if_every_step_rises_and_the_span_is_over_two_se():
+  rising = {
+    "ft_l2": 0.6, "rewire_base": 0.7, "rewire_cache": 0.9, "rewire_cache_modes": 1.1,
+    "rewire_cache_align": 1.15, "rewire": 1.3,
+  }  # fmt: skip
+  assert claims.judge("s", _ladder(rising))[0][:2] == ("iv", "holds")
+  flat = {**rising, "rewire_cache_align": 0.895}  # Falls within one SE (0.008) of its step.
+  assert claims.judge("s", _ladder(flat))[0][1] == "cannot tell"
+  falling = {**rising, "rewire_cache_align": 0.8}
+  assert claims.judge("s", _ladder(falling))[0][1] == "does not hold"
+
+
+def test_claims_table_lines_and_the_empty_case():
+  rows = [
+    ({"scenario": "s", "method": m}, _summary(p))
+    for m, p in (
+      ("rewire", [1.3, 1.4, 1.5]),
+      ("ft_l2", [0.9, 1.0, 1.1]),
+      ("packnet", [1.2, 1.4, 1.6]),
+    )
+  ]
+  table = claims.claims_table(rows)
+  assert "| (ii) | s | **cannot tell** with 3 seeds | rewire - ft_l2: +0.40 (0.08);" in table
+  assert claims.claims_table(rows[:1]).startswith("No claim can be judged yet")
