@@ -52,15 +52,14 @@ class Comparison:
 
 
 def difference(p_a: np.ndarray, p_b: np.ndarray) -> tuple[float, float]:
-  """(d, SE) of the finite per-seed performances ``p_a`` [n_a] and ``p_b`` [n_b].
-
-  Raises:
-    ValueError: fewer than 2 finite seeds on a side (no sample variance).
-  """
+  """(d, SE) of the finite per-seed performances ``p_a`` [n_a] and ``p_b`` [n_b]; SE is NaN
+  with fewer than 2 finite seeds on a side (d too with none), and every rule then says
+  "cannot tell"."""
   p_a, p_b = (np.asarray(p, dtype=float) for p in (p_a, p_b))
   p_a, p_b = p_a[np.isfinite(p_a)], p_b[np.isfinite(p_b)]
   if min(p_a.size, p_b.size) < 2:
-    raise ValueError(f"Need 2 or more seeds a side to compare, got {p_a.size} and {p_b.size}.")
+    d = np.mean(p_a) - np.mean(p_b) if min(p_a.size, p_b.size) else np.nan
+    return float(d), float("nan")
   se = np.sqrt(np.var(p_a, ddof=1) / p_a.size + np.var(p_b, ddof=1) / p_b.size)
   return float(np.mean(p_a) - np.mean(p_b)), float(se)
 

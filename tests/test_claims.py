@@ -27,8 +27,16 @@ def test_difference_matches_the_slow_reference_and_drops_non_finite_seeds():
   a, b = rng.normal(1.0, 0.3, 3), rng.normal(0.5, 0.2, 5)
   np.testing.assert_allclose(claims.difference(a, b), _slow_difference(a, b), rtol=1e-12)
   np.testing.assert_allclose(claims.difference([*a, np.nan], b), _slow_difference(a, b), rtol=1e-12)
-  with pytest.raises(ValueError, match="2 or more seeds"):
-    claims.difference([1.0, np.nan], b)
+  d, se = claims.difference([1.0, np.nan], b)  # One seed: no SE, so no rule can decide.
+  assert d == pytest.approx(1.0 - np.mean(b)) and np.isnan(se)
+  assert claims.beats(d, se) == claims.close(d, se, True) == "cannot tell"
+
+
+def test_a_single_seed_or_no_reference_is_judged_cannot_tell():
+  one_seed = {m: _summary([p]) for m, p in (("rewire", 2.0), ("ft_l2", 0.1), ("packnet", 0.1))}
+  no_reference = {m: _summary([np.nan] * 3) for m in ("rewire", "ft_l2", "packnet", "csp")}
+  for by_method in (one_seed, no_reference):
+    assert {v for _, v, _ in claims.judge("s", by_method)} == {"cannot tell"}
 
 
 @pytest.mark.parametrize(
