@@ -502,13 +502,6 @@ def test_noiseless_variant_drops_the_reference_presets_noise_and_dropout():
   assert nets.actor.gumbel_noise == 0.1 and nets.actor.dropout == 0.1
 
 
-def test_mse_distill_variant_uses_the_references_distillation_whatever_the_caller_asks():
-  for asked in ({}, {"distill": "kl"}):
-    method = make_method("rewire_mse_distill", CFG, **asked)
-    assert method.name == "rewire_mse_distill" and method.make_losses.args[0].distill == "mse"
-  assert make_method("rewire", CFG).make_losses.args[0].distill == "kl"
-
-
 def test_dropout_and_gumbel_noise_act_only_when_asked():
   plain = make_sac_networks(OBS, ACT, 2, (WIDTH,) * 3, num_modes=2)
   noisy = make_sac_networks(OBS, ACT, 2, (WIDTH,) * 3, num_modes=2, gumbel_noise=0.5, dropout=0.3)
