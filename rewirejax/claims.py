@@ -35,6 +35,7 @@ LADDER_STEPS = (
   ("rewire_cache_modes", "rewire"),
   ("rewire_cache_align", "rewire"),
 )
+LADDER = tuple(dict.fromkeys(m for step in LADDER_STEPS for m in step))  # Its rungs, in order.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,11 +82,22 @@ def _all_of(verdicts: list[str]) -> str:
   return FAILS if FAILS in verdicts else HOLDS if all(v == HOLDS for v in verdicts) else UNTOLD
 
 
+def _rises(d: float, se: float) -> str:
+  """Claim (iv)'s rule for one step: it rises in the mean, or falls by more than one SE."""
+  return FAILS if d < -se else HOLDS if d > 0 else UNTOLD
+
+
+def _spans(d: float, se: float) -> str:
+  """Claim (iv)'s rule for the whole ladder: the full method above FT-L2 by more than 2 SE."""
+  return HOLDS if d > 2 * se else UNTOLD
+
+
 def _compare(claim, scenario, by_method, method, other, rule) -> Comparison:
-  a, b = by_method[method], by_method[other]
-  d, se = difference(a.performance, b.performance)
-  seeds = int(min(np.isfinite(a.performance).sum(), np.isfinite(b.performance).sum()))
-  return Comparison(claim, scenario, method, other, d, se, rule(d, se, a, b), seeds)
+  """``method`` against ``other``, judged by ``rule(d, se)``."""
+  a, b = by_method[method].performance, by_method[other].performance
+  d, se = difference(a, b)
+  seeds = int(min(np.isfinite(a).sum(), np.isfinite(b).sum()))
+  return Comparison(claim, scenario, method, other, d, se, rule(d, se), seeds)
 
 
 def judge(scenario: str, by_method: dict[str, metrics.Summary]) -> list[tuple[str, str, list]]:
@@ -93,27 +105,19 @@ def judge(scenario: str, by_method: dict[str, metrics.Summary]) -> list[tuple[st
   summary, one scenario) all has."""
   judged = []
   if {"rewire", "ft_l2", "packnet"} <= set(by_method):
-    parts = [
-      _compare("ii", scenario, by_method, "rewire", o, lambda d, se, a, b: beats(d, se))
-      for o in ("ft_l2", "packnet")
-    ]
+    parts = [_compare("ii", scenario, by_method, "rewire", o, beats) for o in ("ft_l2", "packnet")]
     judged.append(("ii", _all_of([p.verdict for p in parts]), parts))
   if {"rewire", "csp"} <= set(by_method):
-    rule = lambda d, se, a, b: close(d, se, a.model_size < b.model_size)  # noqa: E731
-    part = _compare("iii", scenario, by_method, "rewire", "csp", rule)
+    smaller = by_method["rewire"].model_size < by_method["csp"].model_size
+    part = _compare(
+      "iii", scenario, by_method, "rewire", "csp", lambda d, se: close(d, se, smaller)
+    )
     judged.append(("iii", part.verdict, [part]))
-  if {m for step in LADDER_STEPS for m in step} <= set(by_method):
-    judged.append(_ladder(scenario, by_method))
+  if set(LADDER) <= set(by_method):
+    steps = [_compare("iv", scenario, by_method, hi, lo, _rises) for lo, hi in LADDER_STEPS]
+    span = _compare("iv", scenario, by_method, "rewire", "ft_l2", _spans)
+    judged.append(("iv", _all_of([s.verdict for s in [*steps, span]]), [*steps, span]))
   return judged
-
-
-def _ladder(scenario: str, by_method: dict[str, metrics.Summary]) -> tuple[str, str, list]:
-  """Claim (iv): the steps, then the span from FT-L2 to the full method (judged at 2 SE)."""
-  step_rule = lambda d, se, a, b: FAILS if d < -se else HOLDS if d > 0 else UNTOLD  # noqa: E731
-  steps = [_compare("iv", scenario, by_method, hi, lo, step_rule) for lo, hi in LADDER_STEPS]
-  span_rule = lambda d, se, a, b: HOLDS if d > 2 * se else UNTOLD  # noqa: E731
-  span = _compare("iv", scenario, by_method, "rewire", "ft_l2", span_rule)
-  return "iv", _all_of([s.verdict for s in [*steps, span]]), [*steps, span]
 
 
 def claims_table(rows: list[tuple[dict[str, Any], metrics.Summary]]) -> str:

@@ -38,14 +38,7 @@ from rewirejax import logging as logs
 from rewirejax import references as refs
 
 # Table 3's ladder: FT-L2, rewiring without caching, + cache, + modes / + alignment, full.
-LADDER = (
-  "ft_l2",
-  "rewire_base",
-  "rewire_cache",
-  "rewire_cache_modes",
-  "rewire_cache_align",
-  "rewire",
-)
+LADDER = claims.LADDER
 DOMAINS = {
   "halfcheetah": "HalfCheetah",
   "ant": "Ant",
