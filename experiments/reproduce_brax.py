@@ -38,6 +38,7 @@ from rewirejax.methods import (  # noqa: E402
   REWIRE_ABLATIONS,
   REWIRE_VARIANTS,
   make_method,
+  parse_method_spec,
   same_options,
 )
 from rewirejax.report import build_report  # noqa: E402
@@ -94,7 +95,7 @@ def _same_settings(saved: dict, settings: dict) -> bool:
   saved = {**saved, "config": _with_new_fields(saved.get("config"))}
   same = {k: saved.get(k) for k in keys} == {k: settings[k] for k in keys}
   options = saved.get("method_options", {}), settings["method_options"]
-  return same and same_options(settings["method"], *options)
+  return same and same_options(parse_method_spec(settings["method"])[0], *options)
 
 
 def run_pair(
@@ -111,11 +112,15 @@ def run_pair(
   sac_settings: str = "paper",
   protocol: str | None = None,
 ) -> dict:
-  """Trains one (scenario, method) with all seeds vmapped; returns the result payload."""
+  """Trains one (scenario, method) with all seeds vmapped; returns the result payload.
+  ``method_name`` may be a spec, ``rewire+distill=mse`` (``parse_method_spec``): the method at
+  its preset with those options replaced, written under the spec's name."""
+  base, overrides = parse_method_spec(method_name)
   cfg = brax_configs.get_config(
-    scenario, method_name, budget, backend, num_envs, num_eval_envs, sac_settings
+    scenario, base, budget, backend, num_envs, num_eval_envs, sac_settings
   )
-  options = brax_configs.method_options(scenario, method_name, preset, budget, sac_settings)
+  preset_options = brax_configs.method_options(scenario, base, preset, budget, sac_settings)
+  options = {**preset_options, **overrides}
   settings = _settings(
     cfg, scenario, method_name, budget, seeds, options, preset, sac_settings, protocol
   )
@@ -144,7 +149,7 @@ def run_pair(
   spec = get_scenario(scenario)
   lanes = cw.lanes_needed(cfg.sac.num_envs, cfg.num_eval_envs, len(seeds))
   env = make_scenario_env(spec, backend, num_lanes=lanes)
-  method = make_method(method_name, cfg, **options)
+  method = make_method(base, cfg, **options)
   eval_every = brax_configs.eval_every_chunks(cfg, budget, sac_settings)
   print(
     f"{scenario} / {method_name}: {len(spec.tasks)} tasks x {cfg.steps_per_task:,} steps, "
@@ -215,7 +220,8 @@ def main(
     "--methods",
     nargs="+",
     default=MAIN_METHODS,
-    help=f"default {MAIN_METHODS}; all: {list(METHODS)}",
+    help=f"default {MAIN_METHODS}; all: {list(METHODS)}; a spec such as rewire+distill=mse"
+    " runs a method with options replaced, under that name",
   )
   parser.add_argument(
     "--protocol",
@@ -243,8 +249,7 @@ def main(
     for scenario in args.scenarios:
       get_scenario(scenario)
     for method in args.methods:
-      if method not in METHODS:
-        raise ValueError(f"Unknown method {method!r}; choices: {list(METHODS)}.")
+      parse_method_spec(method)  # An unknown name or option fails here, before any run.
     if args.sac not in brax_configs.SAC_SETTINGS:
       raise ValueError(
         f"Unknown SAC settings {args.sac!r}; choices: {list(brax_configs.SAC_SETTINGS)}."

@@ -207,6 +207,32 @@ def test_same_options_compares_what_the_options_resolve_to():
   assert same_options("ewc", {"coef": 1.0, "gone": 2}, {"coef": 1.0, "gone": 2})
 
 
+def test_a_method_spec_reads_each_value_as_its_fields_type():
+  """``name+field=value``: the registered name and typed option values, checked against a
+  hand-written expectation; anything else is a one-line error naming the part."""
+  from rewirejax.methods import parse_method_spec
+
+  assert parse_method_spec("ft_1") == ("ft_1", {})
+  spec = "rewire+distill=mse+distill_coef=1e-3+num_modes=1+align=false"
+  expected = {"distill": "mse", "distill_coef": 1e-3, "num_modes": 1, "align": False}
+  name, values = parse_method_spec(spec)
+  assert name == "rewire" and values == expected
+  assert [type(values[k]) for k in expected] == [str, float, int, bool]
+  errors = {
+    "nosuch+a=1": "Unknown method",
+    "rewire+distil=mse": "'distil=mse' is not field=value",
+    "rewire+distill": "'distill' is not field=value",
+    "rewire+TRACED=x": "'TRACED=x' is not field=value",
+    "ft_1+coef=1": "'coef=1' is not field=value of ft_1's options",
+    "rewire+num_modes=two": "num_modes takes an integer",
+    "rewire+num_modes=1.5": "num_modes takes an integer",
+    "rewire+align=yes": "align takes true or false",
+  }
+  for bad, message in errors.items():
+    with pytest.raises(ValueError, match=message):
+      parse_method_spec(bad)
+
+
 def _make_frozen_after_first_task(cfg, options: base.NoOptions) -> base.Method:
   """A new baseline in a few lines: FT-1 whose actor learns the first task only (its
   gradients masked to zero after it), registered below without touching the trainer."""

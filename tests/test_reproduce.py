@@ -135,6 +135,29 @@ def test_finished_pairs_are_kept_and_report_rebuilds(reproduced, capsys):
   assert reproduce_brax.main([*argv[:-3], "--seeds", "3", "--no-progress"]) == 2
 
 
+def test_a_method_spec_runs_beside_the_methods_row_with_its_options(reproduced, tmp_path, capsys):
+  """``rewire+distill_coef=0.001``: Rewire at its preset with that option replaced, written
+  under the spec's name and recorded with the option, kept when rerun; bad specs exit 2."""
+  argv, out, _ = reproduced
+  shutil.copytree(out, tmp_path / "results")
+  spec = "rewire+distill_coef=0.001"
+  moved = [str(tmp_path / "results") if a == str(out) else a for a in argv]
+  moved[moved.index("ft_1") : moved.index("--seeds")] = [spec]
+  assert reproduce_brax.main(moved) == 0
+  scenario_dir = tmp_path / "results" / "toy" / "tiny"
+  result = json.loads((scenario_dir / f"{spec}.json").read_text())
+  rewire = json.loads((scenario_dir / "rewire.json").read_text())
+  assert result["method"] == spec and result["method_options"] == {"distill_coef": 0.001}
+  assert np.asarray(result["returns"]).shape == np.asarray(rewire["returns"]).shape
+  assert result["returns"] != rewire["returns"]  # The option reached the run.
+  assert f"| {spec} |" in (tmp_path / "results" / "table.md").read_text()
+  capsys.readouterr()
+  assert reproduce_brax.main(moved) == 0
+  assert "done before, kept" in capsys.readouterr().out
+  for bad in ("rewire+distil=mse", "rewire+num_modes=two", "nosuch"):
+    assert reproduce_brax.main([*moved[:3], bad, "--no-progress"]) == 2, bad
+
+
 def test_report_rewrites_the_readmes_tables_and_nothing_else(reproduced, tmp_path, capsys):
   _, out, references = reproduced
   results = tmp_path / "results"

@@ -91,6 +91,42 @@ def build_options(name: str, **values) -> Any:
   return options
 
 
+def parse_method_spec(spec: str) -> tuple[str, dict[str, Any]]:
+  """A registered method and option values from ``name+field=value+...``, e.g.
+  ``rewire+distill=mse``: a run of ``name`` with those options replacing its preset's,
+  written under the spec's own name (a diagnostic beside the method's row, never a
+  registered method). Each value is read as its field's default's type.
+
+  Raises:
+    ValueError: an unknown method or field, a part without ``=``, or a value not of the
+      field's type.
+  """
+  name, *parts = spec.split("+")
+  defaults = method_entry(name).options()
+  fields = [f.name for f in dataclasses.fields(defaults)]
+  values: dict[str, Any] = {}
+  for part in parts:
+    field, sep, text = part.partition("=")
+    if not sep or field not in fields:
+      raise ValueError(f"{spec!r}: {part!r} is not field=value of {name}'s options {fields}.")
+    values[field] = _read_value(spec, field, text, getattr(defaults, field))
+  return name, values
+
+
+def _read_value(spec: str, field: str, text: str, default: Any) -> Any:
+  if isinstance(default, bool):
+    if text not in ("true", "false"):
+      raise ValueError(f"{spec!r}: {field} takes true or false, got {text!r}.")
+    return text == "true"
+  if not isinstance(default, (int, float, str)):
+    raise ValueError(f"{spec!r}: {field} cannot be set in a method spec.")
+  kind = {int: "an integer", float: "a number", str: "a string"}[type(default)]
+  try:
+    return type(default)(text)
+  except ValueError:
+    raise ValueError(f"{spec!r}: {field} takes {kind}, got {text!r}.") from None
+
+
 def same_options(name: str, saved: dict, values: dict) -> bool:
   """Whether two option dicts of method ``name`` (e.g. one read back from a result file) give
   the same options: compared resolved, so a value spelled out at its default equals one left
@@ -134,5 +170,6 @@ __all__ = [
   "fine_tuning",
   "make_method",
   "method_entry",
+  "parse_method_spec",
   "same_options",
 ]
