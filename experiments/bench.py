@@ -215,19 +215,24 @@ def _flops(jitted: Callable[..., object], *args: object) -> float:
   return float((cost[0] if isinstance(cost, list) else cost)["flops"])
 
 
-def bench_rewire_update(num_updates: int = 32) -> dict[str, float]:
-  """Time per fused update (batch 256, 3 x 256, HalfCheetah sizes) of FT-1 and of Rewire with
+def bench_rewire_update(num_updates: int = 32, sizes: str = "paper") -> dict[str, float]:
+  """Time per fused update (HalfCheetah sizes; ``sizes`` "paper": batch 256, 3 x 256; "cpu":
+  the cpu protocol's batch 128, 3 x 64) of FT-1 and of Rewire with
   one random mode per update (``mode_update="sample"``) or all K = 3 modes vmapped (``"all"``),
   the alignment penalty active (as from the second task on), and of the baselines. Targets on
   CPU: sample <= 1.25x FT-1, all <= 1.8x sample."""
   from rewirejax import sac
   from rewirejax.config import RunConfig, SACConfig
   from rewirejax.methods import make_method
+  from rewirejax.methods.pnn import PNN_WIDTH
   from rewirejax.networks import init_agent_params
 
   obs_size, act_size, capacity = 17, 6, 50_000
   # An update: one critic and one actor step.
-  cfg = RunConfig(max_tasks=8, sac=SACConfig(policy_update_delay=1))
+  network = {"paper": {}, "cpu": {"hidden_sizes": (64, 64, 64), "batch_size": 128}}[sizes]
+  cfg = RunConfig(max_tasks=8, sac=SACConfig(policy_update_delay=1, **network))
+  # PNN's columns keep the paper's share of the width, as in reproduce_brax.
+  pnn_width = PNN_WIDTH * cfg.sac.hidden_sizes[0] // 256
   replay = _filled_replay(obs_size, act_size, capacity)
   variants = {
     "FT-1 (Dense)": ("ft_1", {}),
@@ -238,7 +243,7 @@ def bench_rewire_update(num_updates: int = 32) -> dict[str, float]:
     "FT-L2": ("ft_l2", {}),
     "EWC": ("ewc", {}),
     "PackNet (masked grads)": ("packnet", {}),
-    "PNN (8 columns x 96)": ("pnn", {}),
+    f"PNN (8 columns x {pnn_width})": ("pnn", {"width": pnn_width}),
     "CSP (8 anchors, alpha-critic)": ("csp", {}),
   }
   calls, flops = {}, {}
@@ -267,7 +272,7 @@ def bench_rewire_update(num_updates: int = 32) -> dict[str, float]:
   seconds = {label: sec / num_updates for label, sec in time_interleaved(calls).items()}
   ft_1 = seconds["FT-1 (Dense)"]
   sample = seconds["Rewire, sample (1 of K=3)"]
-  print(f"\n## Update cost per method, HalfCheetah sizes, {num_updates} scanned per jit")
+  print(f"\n## Update cost per method, HalfCheetah sizes ({sizes}), {num_updates} scanned per jit")
   print("(FLOPs from XLA's cost analysis: the time ratio a compute-bound update cannot beat)")
   for label, sec in seconds.items():
     print(
@@ -475,12 +480,19 @@ def main() -> None:
   parser.add_argument(
     "--vs-brax-chunks", type=int, default=4, help="timed chunks per trainer in vs_brax"
   )
+  parser.add_argument(
+    "--update-sizes",
+    choices=("paper", "cpu"),
+    default="paper",
+    help="rewire_update's networks: paper (batch 256, 3 x 256) or cpu (the cpu protocol's)",
+  )
   args = parser.parse_args()
   if args.vs_brax_chunks < 1:
     parser.error("--vs-brax-chunks must be at least 1")
   sections = {
     **SECTIONS,
     "vs_brax": functools.partial(bench_vs_brax, num_chunks=args.vs_brax_chunks),
+    "rewire_update": functools.partial(bench_rewire_update, sizes=args.update_sizes),
   }
   print(f"jax {jax.__version__}, devices: {jax.devices()}")
   for name in args.only or sections:

@@ -12,7 +12,10 @@ Exact means exact on one instruction set: XLA:CPU vectorises for the host's wide
 instructions, and a different width sums in a different order (the HalfCheetah returns move by
 about 0.3 % between an AVX-512 and an AVX2 machine). So the values are kept per instruction
 set (``instruction_set``); on one without recorded values the checks are skipped, saying so.
-Record a new one only from a commit whose values already pass on a recorded one.
+Record a new one only from a commit whose values already pass on a recorded one. A change that
+must move one run's values, made on a machine of one instruction set, records that run there
+and drops its stale values on the others; there its check is skipped, saying so, until someone
+records it on such a machine (the values of the other runs must still pass there).
 """
 
 from __future__ import annotations
@@ -83,7 +86,13 @@ def check(name: str, result) -> None:
       f"{sorted(recorded)}); exact values hold only where they were recorded, see tests/golden.py"
     )
   expected = recorded[instruction_set()].get(name)
-  assert expected is not None, f"no golden values for {name!r}; see tests/golden.py"
+  if expected is None:
+    elsewhere = sorted(isa for isa, runs in recorded.items() if name in runs)
+    assert elsewhere, f"no golden values for {name!r}; see tests/golden.py"
+    pytest.skip(
+      f"{name!r} is recorded on {elsewhere} only (its values were moved by a change made where "
+      f"{instruction_set()} could not be recorded); see tests/golden.py"
+    )
   for field in ("returns", "curves"):
     np.testing.assert_array_equal(
       np.asarray(observed[field], np.float32),

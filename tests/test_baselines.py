@@ -396,11 +396,20 @@ def test_csp_keeps_the_best_critic_point_and_a_rejected_anchor_leaves_the_size_u
 
 
 def test_csp_dirichlet_points_are_on_the_active_simplex_and_peaked_favours_the_newest():
+  """Points on the first 3 of 5 anchors, distributed as Dirichlet(1, 1, 1) (flat) or
+  Dirichlet(1, 1, 9) (peaked): each marginal against its Beta(a_i, a_0 - a_i) by a KS test,
+  and the covariance against the Dirichlet's, (diag(m) - m m^T) / (a_0 + 1) with m = a / a_0."""
+  from scipy import stats
+
   from rewirejax.methods import csp
 
-  flat = csp.sample_alpha(jax.random.key(0), 3, 5, (4000,), False)
-  peaked = csp.sample_alpha(jax.random.key(0), 3, 5, (4000,), True)
-  for points in (flat, peaked):
-    assert np.all(np.asarray(points)[:, 3:] == 0) and np.allclose(np.sum(points, -1), 1.0)
-  np.testing.assert_allclose(np.mean(flat, 0)[:3], 1 / 3, atol=0.02)
-  np.testing.assert_allclose(np.mean(peaked, 0)[:3], np.array([1, 1, 9]) / 11, atol=0.02)
+  for peaked, concentration in ((False, [1.0, 1.0, 1.0]), (True, [1.0, 1.0, 9.0])):
+    points = np.asarray(csp.sample_alpha(jax.random.key(0), 3, 5, (20_000,), peaked))
+    assert np.all(points[:, 3:] == 0) and np.allclose(np.sum(points, -1), 1.0)
+    a = np.asarray(concentration)
+    a0, mean = a.sum(), a / a.sum()
+    for i in range(3):
+      assert stats.kstest(points[:, i], stats.beta(a[i], a0 - a[i]).cdf).pvalue > 1e-3, i
+    np.testing.assert_allclose(np.mean(points[:, :3], 0), mean, atol=5e-3)
+    covariance = (np.diag(mean) - np.outer(mean, mean)) / (a0 + 1)
+    np.testing.assert_allclose(np.cov(points[:, :3].T), covariance, atol=2e-3)

@@ -131,12 +131,20 @@ class SubspaceState(NamedTuple):
 
 def sample_alpha(key, num_active, num_anchors: int, shape, peaked: bool) -> Array:
   """Dirichlet points [*shape, num_anchors] on the first ``num_active`` anchors (zeros after):
-  concentration 1 each, or ``num_active^2`` on the last active one when ``peaked``."""
+  concentration 1 each, or ``num_active^2`` on the last active one when ``peaked``.
+
+  Drawn as normalised Gamma variates without a rejection sampler: Gamma(1) is Exp(1), and
+  Gamma(n^2), n^2 an integer, is the sum of n^2 of them (``jax.random.gamma``'s loop cost
+  more than the rest of an update at small widths).
+  """
   index = jnp.arange(num_anchors)
-  active = index < num_active
-  concentration = jnp.where(peaked & (index == num_active - 1), num_active**2, 1.0)
-  gammas = jax.random.gamma(key, jnp.where(active, concentration, 1.0), (*shape, num_anchors))
-  gammas = jnp.where(active, gammas, 0.0)
+  key_flat, key_peak = jax.random.split(key)
+  gammas = jax.random.exponential(key_flat, (*shape, num_anchors))
+  if peaked:
+    terms = jax.random.exponential(key_peak, (*shape, num_anchors**2))
+    peak = jnp.sum(jnp.where(jnp.arange(num_anchors**2) < num_active**2, terms, 0.0), -1)
+    gammas = jnp.where(index == num_active - 1, peak[..., None], gammas)
+  gammas = jnp.where(index < num_active, gammas, 0.0)
   return gammas / jnp.sum(gammas, axis=-1, keepdims=True)
 
 
