@@ -395,6 +395,16 @@ def test_csp_keeps_the_best_critic_point_and_a_rejected_anchor_leaves_the_size_u
   assert size_dropped == per_anchor + 2 * 4  # One anchor, two tasks' points of 4 weights.
 
 
+def test_csp_points_with_one_active_anchor_are_finite_in_2_to_the_24_draws():
+  """One draw in 2^23 of ``jax.random.exponential`` is 0, and a lone anchor's point was then
+  0 / 0 (5 NaN rows of these 2^24 with key 0; a NaN actor loss in CSP's first task)."""
+  from rewirejax.methods import csp
+
+  points = csp.sample_alpha(jax.random.key(0), 1, 2, (1 << 24,), False)
+  assert bool(jnp.all(jnp.isfinite(points))) and bool(jnp.all(points[:, 1] == 0))
+  np.testing.assert_allclose(points[:, 0], 1.0, rtol=1e-6)
+
+
 def test_csp_dirichlet_points_are_on_the_active_simplex_and_peaked_favours_the_newest():
   """Points on the first 3 of 5 anchors, distributed as Dirichlet(1, 1, 1) (flat) or
   Dirichlet(1, 1, 9) (peaked): each marginal against its Beta(a_i, a_0 - a_i) by a KS test,

@@ -139,13 +139,19 @@ def sample_alpha(key, num_active, num_anchors: int, shape, peaked: bool) -> Arra
   """
   index = jnp.arange(num_anchors)
   key_flat, key_peak = jax.random.split(key)
-  gammas = jax.random.exponential(key_flat, (*shape, num_anchors))
+  gammas = _positive_exponential(key_flat, (*shape, num_anchors))
   if peaked:
-    terms = jax.random.exponential(key_peak, (*shape, num_anchors**2))
+    terms = _positive_exponential(key_peak, (*shape, num_anchors**2))
     peak = jnp.sum(jnp.where(jnp.arange(num_anchors**2) < num_active**2, terms, 0.0), -1)
     gammas = jnp.where(index == num_active - 1, peak[..., None], gammas)
   gammas = jnp.where(index < num_active, gammas, 0.0)
   return gammas / jnp.sum(gammas, axis=-1, keepdims=True)
+
+
+def _positive_exponential(key, shape) -> Array:
+  """Exp(1) draws, never 0 (``jax.random.exponential`` gives 0 once in 2^23 draws, and a lone
+  active anchor's point would then be 0 / 0): -log U for U uniform in [tiny, 1)."""
+  return -jnp.log(jax.random.uniform(key, shape, minval=jnp.finfo(jnp.float32).tiny))
 
 
 def acting_mixture(key, num_active, num_anchors: int, rows: int, peaked: bool) -> Array:
