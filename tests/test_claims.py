@@ -104,3 +104,31 @@ def test_claims_table_lines_and_the_empty_case():
   table = claims.claims_table(rows)
   assert "| (ii) | s | **cannot tell** with 3 seeds | rewire - ft_l2: +0.40 (0.08);" in table
   assert claims.claims_table(rows[:1]).startswith("No claim can be judged yet")
+
+
+def test_a_remedy_is_confirmed_only_above_rewire_by_more_than_one_se():
+  """The remedies' table: each stated remedy that has run, against the paper preset's Rewire
+  (d > SE: confirmed); a row not stated as a remedy, or on another scenario, is not judged."""
+  robustness = "halfcheetah/robustness"
+  rows = [
+    ({"scenario": robustness, "method": m}, _summary(p))
+    for m, p in (
+      ("rewire", [0.0, 0.1, 0.2]),
+      ("rewire_cache_modes", [0.5, 0.6, 0.7]),  # d 0.5, SE 0.08.
+      ("rewire+distill=mse", [0.05, 0.15, 0.25]),  # d 0.05 < SE 0.08.
+      ("rewire+tau=0.5", [0.9, 1.0, 1.1]),  # Not a stated remedy.
+    )
+  ]
+  rows.append(({"scenario": "s", "method": "rewire_cache_modes"}, _summary([2.0, 2.1, 2.2])))
+  rows.append(({"scenario": "s", "method": "rewire"}, _summary([0.0, 0.1, 0.2])))
+  table = claims.claims_table(rows)
+  lines = table.splitlines()
+  assert lines[0] == "No claim can be judged yet: its methods' results are missing."
+  assert lines[2] == "| remedy | scenario | verdict | d, SE |"
+  assert lines[4:] == [
+    f"| rewire_cache_modes | {robustness} | **confirmed** | "
+    "rewire_cache_modes - rewire: +0.50 (0.08) |",
+    f"| rewire+distill=mse | {robustness} | **not confirmed** | "
+    "rewire+distill=mse - rewire: +0.05 (0.08) |",
+  ]
+  assert claims.confirms(0.1, float("nan")) == "not confirmed"

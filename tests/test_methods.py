@@ -227,6 +227,8 @@ def test_a_method_spec_reads_each_value_as_its_fields_type():
     "rewire+num_modes=two": "num_modes takes an integer",
     "rewire+num_modes=1.5": "num_modes takes an integer",
     "rewire+align=yes": "align takes true or false",
+    "rewire+distill=foo": "'rewire\\+distill=foo': distill must be 'kl' or 'mse'",
+    "ewc+coef=-1": "'ewc\\+coef=-1': the coefficient must be >= 0",
   }
   for bad, message in errors.items():
     with pytest.raises(ValueError, match=message):

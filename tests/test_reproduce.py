@@ -154,8 +154,10 @@ def test_a_method_spec_runs_beside_the_methods_row_with_its_options(reproduced, 
   capsys.readouterr()
   assert reproduce_brax.main(moved) == 0
   assert "done before, kept" in capsys.readouterr().out
-  for bad in ("rewire+distil=mse", "rewire+num_modes=two", "nosuch"):
-    assert reproduce_brax.main([*moved[:3], bad, "--no-progress"]) == 2, bad
+  for bad in ("rewire+distil=mse", "rewire+num_modes=two", "rewire+distill=foo", "nosuch"):
+    refused = tmp_path / "refused"
+    assert reproduce_brax.main([*moved[:3], bad, "--out", str(refused), "--no-progress"]) == 2
+    assert not refused.exists(), bad  # Refused before any run folder is made.
 
 
 def test_report_rewrites_the_readmes_tables_and_nothing_else(reproduced, tmp_path, capsys):

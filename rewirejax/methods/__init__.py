@@ -98,8 +98,8 @@ def parse_method_spec(spec: str) -> tuple[str, dict[str, Any]]:
   registered method). Each value is read as its field's default's type.
 
   Raises:
-    ValueError: an unknown method or field, a part without ``=``, or a value not of the
-      field's type.
+    ValueError: an unknown method or field, a part without ``=``, a value not of the
+      field's type, or one its options refuse (``validate``), before any run is made.
   """
   name, *parts = spec.split("+")
   defaults = method_entry(name).options()
@@ -110,6 +110,10 @@ def parse_method_spec(spec: str) -> tuple[str, dict[str, Any]]:
     if not sep or field not in fields:
       raise ValueError(f"{spec!r}: {part!r} is not field=value of {name}'s options {fields}.")
     values[field] = _read_value(spec, field, text, getattr(defaults, field))
+  try:
+    build_options(name, **values)
+  except ValueError as refused:
+    raise ValueError(f"{spec!r}: {refused}") from None
   return name, values
 
 
