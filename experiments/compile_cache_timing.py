@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import pathlib
 import subprocess
 import sys
@@ -25,10 +24,10 @@ import tempfile
 import time
 
 # Runs inside each start: sums JAX's compile events into ``events``, written to argv[1] every
-# second, then runs the CLI with the rest of argv. The cache's threshold is replaced by
+# half second, then runs the CLI with the rest of argv. The cache's threshold is replaced by
 # argv[2] (``compile_cache.enable`` is looked up when the CLI calls it).
 _START = """
-import functools, json, sys, threading, time
+import functools, json, os, sys, threading, time
 begun = time.perf_counter()
 events = {}
 import jax
@@ -43,7 +42,7 @@ def write():
     events["since_start_s"] = time.perf_counter() - begun
     with open(sys.argv[1] + ".tmp", "w") as f:
       json.dump(events, f)
-    import os; os.replace(sys.argv[1] + ".tmp", sys.argv[1])
+    os.replace(sys.argv[1] + ".tmp", sys.argv[1])
     time.sleep(0.5)
 threading.Thread(target=write, daemon=True).start()
 from rewirejax import cli, compile_cache
@@ -67,18 +66,17 @@ def time_start(cache: pathlib.Path, out: pathlib.Path, min_compile_seconds: floa
   events = out / "events.json"
   metrics = out / "demo" / "metrics.jsonl"
   argv = ["--compile-cache", str(cache), "train", "--preset", "demo", "--out", str(out / "demo")]
-  env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+  log = out / "stderr.log"  # A file, not a pipe: the progress bar would fill an unread pipe.
   begun = time.perf_counter()
-  process = subprocess.Popen(
-    [sys.executable, "-c", _START, str(events), str(min_compile_seconds), *argv],
-    env=env,
-    stdout=subprocess.DEVNULL,
-    stderr=subprocess.PIPE,
-    text=True,
-  )
+  with log.open("w") as stderr:
+    process = subprocess.Popen(
+      [sys.executable, "-c", _START, str(events), str(min_compile_seconds), *argv],
+      stdout=subprocess.DEVNULL,
+      stderr=stderr,
+    )
   while not (metrics.exists() and metrics.read_text().strip()):
     if process.poll() is not None:
-      raise RuntimeError(f"the demo exited ({process.returncode}): {process.stderr.read()[-2000:]}")
+      raise RuntimeError(f"the demo exited ({process.returncode}): {log.read_text()[-2000:]}")
     time.sleep(0.2)
   seconds = time.perf_counter() - begun
   time.sleep(0.6)  # The events' last write.

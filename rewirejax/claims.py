@@ -148,7 +148,7 @@ def claims_table(rows: list[tuple[dict[str, Any], metrics.Summary]]) -> str:
   """Markdown: a line per judged claim and scenario with its comparisons' d and SE, then, once
   a remedy has run, a line per remedy."""
   lines = ["| claim | scenario | verdict | comparisons (d, SE) |", "|---|---|---|---|"]
-  remedies = ["", "| remedy | scenario | verdict | d, SE |", "|---|---|---|---|"]
+  remedies = []
   for scenario in sorted({r["scenario"] for r, _ in rows}):
     by_method = {r["method"]: s for r, s in rows if r["scenario"] == scenario}
     for claim, verdict, parts in judge(scenario, by_method):
@@ -159,4 +159,6 @@ def claims_table(rows: list[tuple[dict[str, Any], metrics.Summary]]) -> str:
       remedies.append(f"| {p.method} | {scenario} | **{p.verdict}** | {_detail([p])} |")
   if len(lines) == 2:
     lines = ["No claim can be judged yet: its methods' results are missing."]
-  return "\n".join(lines + (remedies if len(remedies) > 3 else [])) + "\n"
+  if remedies:
+    lines += ["", "| remedy | scenario | verdict | d, SE |", "|---|---|---|---|", *remedies]
+  return "\n".join(lines) + "\n"
