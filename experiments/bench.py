@@ -246,6 +246,10 @@ def bench_rewire_update(num_updates: int = 32, sizes: str = "paper") -> dict[str
     f"PNN (8 columns x {pnn_width})": ("pnn", {"width": pnn_width}),
     "CSP (8 anchors, alpha-critic)": ("csp", {}),
   }
+  # Every update at task index 1, but PNN's cost grows with it (columns 0..t): its last too.
+  task_ids = dict.fromkeys(variants, 1)
+  variants[f"PNN, last task ({cfg.max_tasks} columns)"] = ("pnn", {"width": pnn_width})
+  task_ids[f"PNN, last task ({cfg.max_tasks} columns)"] = cfg.max_tasks - 1
   calls, flops = {}, {}
   for label, (name, options) in variants.items():
     method = make_method(name, cfg, **options)
@@ -260,9 +264,9 @@ def bench_rewire_update(num_updates: int = 32, sizes: str = "paper") -> dict[str
     learner = sac.init_learner(params, optimizers)
 
     @jax.jit
-    def run(learner, key, state=state, update_group=update_group):
+    def run(learner, key, state=state, update_group=update_group, task_id=task_ids[label]):
       def body(learner, k):
-        return update_group(learner, replay, state, jnp.int32(1), k)
+        return update_group(learner, replay, state, jnp.int32(task_id), k)
 
       return jax.lax.scan(body, learner, jax.random.split(key, num_updates))[0]
 

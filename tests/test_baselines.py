@@ -216,17 +216,51 @@ def test_pnn_column_uses_earlier_columns_through_laterals_and_not_later_ones():
   keys = iter(jax.random.split(jax.random.key(2), 64))
   p = jax.tree.map(lambda x: x + 0.3 * jax.random.normal(next(keys), x.shape), params)["params"]
   leaky = lambda x: jnp.where(x > 0, x, 0.2 * x)  # noqa: E731
-  pair = 0  # (k=1, j=0) is the first pair of column_pairs(3).
-  h0 = h1 = obs
+  # Column 2 likewise, from columns 0 and 1 through the blocks of its one Linear(2 n, n).
+  pair = {(1, 0): 0, (2, 0): 1, (2, 1): 2}  # The order of column_pairs(3).
+  h0 = h1 = h2 = obs
   for layer in range(3):
-    own = h1 @ p[f"kernel_{layer}"][1] + p[f"bias_{layer}"][1]
+    v = lambda k, j: p[f"lateral_v_{layer}"][pair[k, j]]  # noqa: E731
+    own1 = h1 @ p[f"kernel_{layer}"][1] + p[f"bias_{layer}"][1]
+    own2 = h2 @ p[f"kernel_{layer}"][2] + p[f"bias_{layer}"][2]
     if layer > 0:
-      a = leaky((p[f"lateral_alpha_{layer}"][0] * h0) @ p[f"lateral_v_{layer}"][pair])
-      own = own + a @ p[f"lateral_u_{layer}"][0] + p[f"lateral_u_bias_{layer}"][0]
+      alpha = p[f"lateral_alpha_{layer}"]
+      a1 = leaky((alpha[0] * h0) @ v(1, 0))
+      a2 = leaky((alpha[1] * h0) @ v(2, 0) + (alpha[1] * h1) @ v(2, 1))
+      own1 = own1 + a1 @ p[f"lateral_u_{layer}"][0] + p[f"lateral_u_bias_{layer}"][0]
+      own2 = own2 + a2 @ p[f"lateral_u_{layer}"][1] + p[f"lateral_u_bias_{layer}"][1]
     h0 = h0 @ p[f"kernel_{layer}"][0] + p[f"bias_{layer}"][0]
-    h0, h1 = (leaky(h0), leaky(own)) if layer < 2 else (h0, own)
+    if layer < 2:
+      h0, h1, h2 = leaky(h0), leaky(own1), leaky(own2)
+    else:
+      h0, h1, h2 = h0, own1, own2
   moved = {**params, "params": p}
   np.testing.assert_allclose(out(moved, 1), h1[:, :2], rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(out(moved, 2), h2[:, :2], rtol=1e-5, atol=1e-5)
+
+
+def test_pnn_training_forward_skipping_later_columns_equals_the_full_forward():
+  """``skip_later_columns`` (one switch branch per task) moves neither outputs nor gradients,
+  for every task id, its wrap-around past the last column included."""
+  actor = pnn_lib.ProgressiveActor(action_size=2, num_columns=4, hidden_sizes=(5, 5))
+  params = actor.init(jax.random.key(0), jnp.zeros((1, 3)), 0)
+  keys = iter(jax.random.split(jax.random.key(2), 64))
+  params = jax.tree.map(lambda x: x + 0.3 * jax.random.normal(next(keys), x.shape), params)
+  obs = jax.random.normal(jax.random.key(1), (6, 3))
+
+  def loss(params, task_id, skip):
+    mu, log_std = actor.apply(params, obs, task_id, skip_later_columns=skip)
+    return jnp.sum(jnp.sin(mu)) + jnp.sum(log_std**2)
+
+  value_and_grad = jax.jit(jax.value_and_grad(loss), static_argnums=2)
+  for task_id in range(6):
+    full, full_grads = value_and_grad(params, jnp.int32(task_id), False)
+    skipped, skipped_grads = value_and_grad(params, jnp.int32(task_id), True)
+    np.testing.assert_allclose(skipped, full, rtol=1e-6)
+    for a, b in zip(jax.tree.leaves(skipped_grads), jax.tree.leaves(full_grads), strict=True):
+      np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    later = pnn_lib.leaf_columns("kernel_0", 4) > task_id % 4
+    assert not np.any(np.asarray(skipped_grads["params"]["kernel_0"])[later])
 
 
 def test_model_sizes_as_the_paper_counts():

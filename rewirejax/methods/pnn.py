@@ -10,8 +10,8 @@ lateral adapter at each layer after the first, the output layer included (the re
 
 with ``alpha_k^l`` a learned scalar (initialised ``U(0, 1) / k``), V without bias (stored by
 blocks, one ``V_kj`` per pair ``j < k``: ``V [h_0; ...] = sum_j V_kj h_j``) and U with bias ``c``.
-All columns are computed in one batched forward (pair blocks stacked over the
-``num_columns (num_columns - 1) / 2`` pairs). While task ``t`` trains, ``mask_grads`` zeroes the
+The training forward computes columns 0..t only (``skip_later_columns``); acting and
+evaluation compute every column. While task ``t`` trains, ``mask_grads`` zeroes the
 gradients of every other column and of the adapters into it, so earlier columns stay
 bit-identical. Model size: the parameters of the columns used.
 """
@@ -19,6 +19,7 @@ bit-identical. Model size: the parameters of the columns used.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -48,11 +49,15 @@ def column_pairs(num_columns: int) -> tuple[np.ndarray, np.ndarray]:
 class ProgressiveActor(nn.Module):
   """``(obs, task_id) -> (mu, log_std)`` of column ``task_id % num_columns``.
 
-
   Parameters (C columns, P = C (C - 1) / 2 pairs, layer l, the output layer last):
     ``kernel_l`` [C, n_{l-1}, n_l], ``bias_l`` [C, n_l]; for l >= 1 the laterals into columns
     1..C-1: ``lateral_alpha_l`` [C-1], ``lateral_v_l`` [P, n_{l-1}, n_{l-1}], ``lateral_u_l``
     [C-1, n_{l-1}, n_l], ``lateral_u_bias_l`` [C-1, n_l].
+
+  ``skip_later_columns``: compute only columns 0..t of task t (a column never reads a later
+  one), one ``lax.switch`` branch per t, so the first task costs one column and the last all C.
+  Only for an unbatched task id (the training forward): under a ``vmap`` over task ids a switch
+  runs every branch, so acting and evaluation keep the default, every column at once.
   """
 
   action_size: int
@@ -60,38 +65,74 @@ class ProgressiveActor(nn.Module):
   hidden_sizes: tuple[int, ...] = (PNN_WIDTH,) * 3
 
   @nn.compact
-  def __call__(self, obs: Array, task_id: Array) -> tuple[Array, Array]:
-    pair_k, pair_j = column_pairs(self.num_columns)
-    laterals = len(pair_k) > 0
-    sizes = (*self.hidden_sizes, 2 * self.action_size)
-    h = jnp.broadcast_to(obs, (self.num_columns, *obs.shape))  # [C, ..., n_0]
-    for l, width in enumerate(sizes):
-      n_in, columns = h.shape[-1], self.num_columns
-      kernel = self.param(f"kernel_{l}", stacked_torch_linear_init, (columns, n_in, width))
-      bias = self.param(f"bias_{l}", torch_bias_init(n_in), (columns, width))
-      out = jnp.einsum("c...i,cio->c...o", h, kernel) + _expand(bias, h.ndim)
-      if l > 0 and laterals:
-        alpha = self.param(f"lateral_alpha_{l}", _lateral_alpha_init, (columns - 1,))
-        v = self.param(f"lateral_v_{l}", _lateral_v_init(pair_k), (len(pair_k), n_in, n_in))
-        u = self.param(f"lateral_u_{l}", stacked_torch_linear_init, (columns - 1, n_in, width))
-        u_bias = self.param(f"lateral_u_bias_{l}", torch_bias_init(n_in), (columns - 1, width))
-        pair_to_column = jax.nn.one_hot(pair_k - 1, columns - 1, axis=0)  # [C-1, P]
-        scaled = h[pair_j] * _expand(alpha[pair_k - 1], h.ndim)  # [P, ..., n_in]
-        projected = jnp.einsum("p...i,pir->p...r", scaled, v)
-        into_column = nn.leaky_relu(
-          jnp.einsum("cp,p...r->c...r", pair_to_column, projected), LEAKY_SLOPE
-        )
-        lateral = jnp.einsum("c...r,cro->c...o", into_column, u) + _expand(u_bias, h.ndim)
-        out = out.at[1:].add(lateral)
-      h = nn.leaky_relu(out, LEAKY_SLOPE) if l < len(sizes) - 1 else out
-    mu, log_std = jnp.split(h[jnp.asarray(task_id) % self.num_columns], 2, axis=-1)
+  def __call__(
+    self, obs: Array, task_id: Array, skip_later_columns: bool = False
+  ) -> tuple[Array, Array]:
+    layers = self._layers(obs.shape[-1])
+    column = jnp.asarray(task_id) % self.num_columns
+    if skip_later_columns:
+      branches = [
+        functools.partial(_last_column, num_columns=k + 1) for k in range(self.num_columns)
+      ]
+      out = jax.lax.switch(column, branches, layers, obs)
+    else:
+      out = jnp.stack(_column_outputs(layers, obs, self.num_columns))[column]
+    mu, log_std = jnp.split(out, 2, axis=-1)
     return mu, jnp.clip(log_std, LOG_STD_MIN, LOG_STD_MAX)
 
+  def _layers(self, observation_size: int) -> list[dict[str, Array]]:
+    """Every layer's parameters (see the class docstring), by their names without ``_l``."""
+    pair_k, _ = column_pairs(self.num_columns)
+    columns, n_in, layers = self.num_columns, observation_size, []
+    for l, width in enumerate((*self.hidden_sizes, 2 * self.action_size)):
+      layer = {
+        "kernel": self.param(f"kernel_{l}", stacked_torch_linear_init, (columns, n_in, width)),
+        "bias": self.param(f"bias_{l}", torch_bias_init(n_in), (columns, width)),
+      }
+      if l > 0 and columns > 1:
+        layer["lateral_alpha"] = self.param(
+          f"lateral_alpha_{l}", _lateral_alpha_init, (columns - 1,)
+        )
+        layer["lateral_v"] = self.param(
+          f"lateral_v_{l}", _lateral_v_init(pair_k), (len(pair_k), n_in, n_in)
+        )
+        layer["lateral_u"] = self.param(
+          f"lateral_u_{l}", stacked_torch_linear_init, (columns - 1, n_in, width)
+        )
+        layer["lateral_u_bias"] = self.param(
+          f"lateral_u_bias_{l}", torch_bias_init(n_in), (columns - 1, width)
+        )
+      layers.append(layer)
+      n_in = width
+    return layers
 
-def _expand(per_column: Array, ndim: int) -> Array:
-  """[C, *tail] -> [C, 1, ..., 1, *tail] against activations [C, ..., n] of ``ndim`` axes."""
-  tail = per_column.shape[1:]
-  return per_column.reshape(per_column.shape[0], *[1] * (ndim - 1 - len(tail)), *tail)
+
+def _column_outputs(layers: list[dict[str, Array]], obs: Array, num_columns: int) -> list[Array]:
+  """The outputs [..., 2 action_size] of columns 0..num_columns-1, column by column in 2-D
+  matmuls: ``h_k^l`` of the module docstring."""
+  h = [obs] * num_columns
+  for l, layer in enumerate(layers):
+    out = [h[k] @ layer["kernel"][k] + layer["bias"][k] for k in range(num_columns)]
+    if l > 0:
+      out = [out[0]] + [out[k] + _lateral(layer, h[:k]) for k in range(1, num_columns)]
+    h = [nn.leaky_relu(o, LEAKY_SLOPE) for o in out] if l < len(layers) - 1 else out
+  return h
+
+
+def _last_column(layers: list[dict[str, Array]], obs: Array, num_columns: int) -> Array:
+  """The output of column ``num_columns - 1``, computing no later column."""
+  return _column_outputs(layers, obs, num_columns)[-1]
+
+
+def _lateral(layer: dict[str, Array], earlier: list[Array]) -> Array:
+  """``U_k LeakyReLU(V_k alpha_k [h_0; ...; h_{k-1}]) + c_k`` into column k = len(earlier):
+  the reference's one ``Linear(k n, n)``, its blocks ``V_kj`` the pairs (k, 0..k-1), which
+  ``column_pairs`` lists from ``k (k - 1) / 2`` on."""
+  k, n = len(earlier), earlier[0].shape[-1]
+  v = layer["lateral_v"][k * (k - 1) // 2 : k * (k + 1) // 2].reshape(k * n, n)
+  scaled = layer["lateral_alpha"][k - 1] * jnp.concatenate(earlier, axis=-1)
+  adapted = nn.leaky_relu(scaled @ v, LEAKY_SLOPE)
+  return adapted @ layer["lateral_u"][k - 1] + layer["lateral_u_bias"][k - 1]
 
 
 def _lateral_alpha_init(key, shape, dtype=jnp.float32) -> Array:
@@ -120,6 +161,17 @@ def leaf_columns(name: str, num_columns: int) -> np.ndarray:
   return np.arange(num_columns)
 
 
+def _policy_skipping_later_columns(actor: ProgressiveActor):
+  """The training forward (``networks.plain_policy``'s) with ``skip_later_columns``: the SAC
+  update's task id is one unbatched value for every seed, so the switch runs one branch."""
+
+  def policy(actor_params, obs: Array, task_id: Array, key) -> tuple[Array, Array]:
+    del key
+    return actor.apply(actor_params, obs, task_id, skip_later_columns=True)
+
+  return policy
+
+
 @dataclasses.dataclass(frozen=True)
 class PNNConfig:
   """PNN's options."""
@@ -140,7 +192,7 @@ def make_pnn(cfg, options: PNNConfig) -> base.Method:
     depth = len(cfg.sac.hidden_sizes)
     actor = ProgressiveActor(action_size, max_tasks, (width,) * depth)
     critic = networks_lib.TwinCritic(cfg.sac.hidden_sizes)
-    return networks_lib.SACNetworks(actor, critic, networks_lib.plain_policy(actor))
+    return networks_lib.SACNetworks(actor, critic, _policy_skipping_later_columns(actor))
 
   def mask_grads(grads, state, task_id):
     del state
