@@ -31,6 +31,7 @@ from rewirejax import (
   _quiet_imports,  # noqa: F401  (brax and MJX without their noise)
   layers,
 )
+from rewirejax.networks import LEAKY_SLOPE
 
 
 def time_call(fn: Callable[[], object], *, repeats: int = 7, min_seconds: float = 0.2) -> float:
@@ -287,6 +288,63 @@ def bench_rewire_update(num_updates: int = 32, sizes: str = "paper") -> dict[str
   return seconds
 
 
+def _twin_critic_one_first_matmul(params, obs: jax.Array, action: jax.Array) -> jax.Array:
+  """``TwinCritic.apply`` with both critics' first layers as one [in, 2 n] matmul (issue 20's
+  first candidate for fewer, larger matmuls); timed against it, not used in training."""
+  p, x = params["params"], jnp.concatenate([obs, action], axis=-1)
+  first = [p[f"q_{i}"]["Dense_0"] for i in range(2)]
+  kernel = jnp.concatenate([layer["kernel"] for layer in first], axis=-1)
+  bias = jnp.concatenate([layer["bias"] for layer in first], axis=-1)
+  hidden = jnp.split(nn.leaky_relu(x @ kernel + bias, LEAKY_SLOPE), 2, axis=-1)
+  out = []
+  for i, h in enumerate(hidden):
+    layers = [p[f"q_{i}"][f"Dense_{l}"] for l in range(1, len(p[f"q_{i}"]))]
+    for layer in layers[:-1]:
+      h = nn.leaky_relu(h @ layer["kernel"] + layer["bias"], LEAKY_SLOPE)
+    out.append((h @ layers[-1]["kernel"] + layers[-1]["bias"])[..., 0])
+  return jnp.stack(out)
+
+
+def bench_critic_matmuls(num_steps: int = 32) -> dict[str, float]:
+  """The twin critic's forward and backward (to its params and to the action, as the critic
+  and actor losses need), as built and with both first layers as one matmul, at the paper's
+  sizes (batch 256, 3 x 256) and the cpu protocol's (batch 128, 3 x 64)."""
+  from rewirejax.networks import TwinCritic
+
+  ratios = {}
+  print(f"\n## The twin critic's first layers as one matmul, {num_steps} scanned")
+  for width, batch in ((256, 256), (64, 128)):
+    critic = TwinCritic((width,) * 3)
+    obs = jax.random.normal(jax.random.key(1), (batch, 17))
+    action = jax.random.normal(jax.random.key(2), (batch, 6))
+    params = critic.init(jax.random.key(0), obs, action)
+    forwards = {"as built": critic.apply, "one first matmul": _twin_critic_one_first_matmul}
+    np.testing.assert_allclose(
+      *[f(params, obs, action) for f in forwards.values()], rtol=1e-5, atol=1e-5
+    )
+    calls = {}
+    for label, forward in forwards.items():
+      grad = jax.grad(lambda p, a, f=forward: jnp.sum(f(p, obs, a) ** 2), argnums=(0, 1))
+
+      @jax.jit
+      def run(params, action, grad=grad):
+        def body(shift, _):
+          return shift + 1e-6 * jnp.mean(grad(params, action + shift)[1]), None
+
+        return jax.lax.scan(body, 0.0, None, length=num_steps)[0]
+
+      calls[label] = lambda run=run, params=params: run(params, action)
+    seconds = time_interleaved(calls)
+    ratio = seconds["one first matmul"] / seconds["as built"]
+    print(
+      f"3 x {width}, batch {batch}: {seconds['as built'] / num_steps * 1e6:.0f} us as built, "
+      f"{seconds['one first matmul'] / num_steps * 1e6:.0f} us with one first matmul "
+      f"({ratio:.3f}x)"
+    )
+    ratios[f"3x{width}"] = ratio
+  return ratios
+
+
 def _halfcheetah(backend: str, episode_length: int = 1000):
   from rewirejax.envs import TaskSpec, make_task_env
 
@@ -472,6 +530,7 @@ SECTIONS = {
   "layers": bench_layers,
   "sac_update": bench_sac_update,
   "rewire_update": bench_rewire_update,
+  "critic_matmuls": bench_critic_matmuls,
   "replay_memory": bench_replay_memory,
   "vs_brax": bench_vs_brax,
   "seeds": bench_seeds,
