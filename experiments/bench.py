@@ -244,10 +244,11 @@ def bench_rewire_update(num_updates: int = 32, sizes: str = "paper") -> dict[str
     "FT-L2": ("ft_l2", {}),
     "EWC": ("ewc", {}),
     "PackNet (masked grads)": ("packnet", {}),
-    f"PNN (8 columns x {pnn_width})": ("pnn", {"width": pnn_width}),
+    f"PNN, task 1 (2 of {cfg.max_tasks} columns x {pnn_width})": ("pnn", {"width": pnn_width}),
     "CSP (8 anchors, alpha-critic)": ("csp", {}),
   }
   # Every update at task index 1, but PNN's cost grows with it (columns 0..t): its last too.
+  # (XLA's cost analysis takes a switch's dearest branch: both PNN rows show 8 columns' FLOPs.)
   task_ids = dict.fromkeys(variants, 1)
   variants[f"PNN, last task ({cfg.max_tasks} columns)"] = ("pnn", {"width": pnn_width})
   task_ids[f"PNN, last task ({cfg.max_tasks} columns)"] = cfg.max_tasks - 1

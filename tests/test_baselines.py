@@ -259,8 +259,35 @@ def test_pnn_training_forward_skipping_later_columns_equals_the_full_forward():
     np.testing.assert_allclose(skipped, full, rtol=1e-6)
     for a, b in zip(jax.tree.leaves(skipped_grads), jax.tree.leaves(full_grads), strict=True):
       np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-    later = pnn_lib.leaf_columns("kernel_0", 4) > task_id % 4
-    assert not np.any(np.asarray(skipped_grads["params"]["kernel_0"])[later])
+
+
+def test_pnn_update_forward_reads_no_column_after_the_tasks():
+  """``make_pnn``'s training policy with NaN in every later column: its value and gradients
+  stay finite. The full forward's gradients do not (0 x NaN through the later columns)."""
+  method = make_method("pnn", CFG, **OPTIONS["pnn"])
+  networks = method.make_networks(3, 2, CFG)
+  params = networks.actor.init(jax.random.key(0), jnp.zeros((1, 3)), 0)
+  obs, key = jax.random.normal(jax.random.key(1), (6, 3)), jax.random.key(2)
+
+  def poison_after(column):
+    def poison(path, x):
+      later = pnn_lib.leaf_columns(path[-1].key, CFG.max_tasks) > column
+      return jnp.where(later.reshape(-1, *[1] * (x.ndim - 1)), jnp.nan, x)
+
+    return jax.tree_util.tree_map_with_path(poison, params)
+
+  def loss(params, task_id, forward):
+    mu, log_std = forward(params, obs, task_id)
+    return jnp.sum(mu) + jnp.sum(log_std)
+
+  training = lambda p, o, t: networks.policy(p, o, t, key)  # noqa: E731
+  full = jax.jit(jax.value_and_grad(loss), static_argnums=2)
+  for task_id in range(CFG.max_tasks - 1):
+    value, grads = full(poison_after(task_id), jnp.int32(task_id), training)
+    assert np.isfinite(value), task_id
+    assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads)), task_id
+  _, grads = full(poison_after(0), jnp.int32(0), networks.actor.apply)
+  assert not all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
 
 
 def test_model_sizes_as_the_paper_counts():

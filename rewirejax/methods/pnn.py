@@ -10,8 +10,8 @@ lateral adapter at each layer after the first, the output layer included (the re
 
 with ``alpha_k^l`` a learned scalar (initialised ``U(0, 1) / k``), V without bias (stored by
 blocks, one ``V_kj`` per pair ``j < k``: ``V [h_0; ...] = sum_j V_kj h_j``) and U with bias ``c``.
-The training forward computes columns 0..t only (``skip_later_columns``); acting and
-evaluation compute every column. While task ``t`` trains, ``mask_grads`` zeroes the
+The SAC update's forward computes columns 0..t % num_columns only (``skip_later_columns``);
+acting and evaluation compute every column. While task ``t`` trains, ``mask_grads`` zeroes the
 gradients of every other column and of the adapters into it, so earlier columns stay
 bit-identical. Model size: the parameters of the columns used.
 """
@@ -35,6 +35,7 @@ from rewirejax.networks import (
   stacked_torch_linear_init,
   torch_bias_init,
 )
+from rewirejax.sac import PolicyFn
 from rewirejax.types import Array
 
 PNN_WIDTH = 96  # The reference's column width.
@@ -54,10 +55,12 @@ class ProgressiveActor(nn.Module):
     1..C-1: ``lateral_alpha_l`` [C-1], ``lateral_v_l`` [P, n_{l-1}, n_{l-1}], ``lateral_u_l``
     [C-1, n_{l-1}, n_l], ``lateral_u_bias_l`` [C-1, n_l].
 
-  ``skip_later_columns``: compute only columns 0..t of task t (a column never reads a later
-  one), one ``lax.switch`` branch per t, so the first task costs one column and the last all C.
-  Only for an unbatched task id (the training forward): under a ``vmap`` over task ids a switch
-  runs every branch, so acting and evaluation keep the default, every column at once.
+  ``skip_later_columns``: compute only columns 0..c of column c = ``task_id % num_columns`` (a
+  column never reads a later one), one ``lax.switch`` branch per c, so the first column costs
+  one column's forward and the last all C. Only for an unbatched task id: under a ``vmap`` over
+  task ids (evaluation) a switch runs every branch. The SAC update uses it; acting keeps the
+  default, every column at once, since its 16-observation forward is a small share of the
+  work. The update's program traces C (C + 1) / 2 column forwards, so its compile grows as C^2.
   """
 
   action_size: int
@@ -68,7 +71,9 @@ class ProgressiveActor(nn.Module):
   def __call__(
     self, obs: Array, task_id: Array, skip_later_columns: bool = False
   ) -> tuple[Array, Array]:
-    layers = self._layers(obs.shape[-1])
+    """Args: obs [..., n_0]; task_id int32 scalar (traced ok); skip_later_columns as above.
+    Returns mu, log_std [..., action_size]."""
+    layers = self._layer_params(obs.shape[-1])
     column = jnp.asarray(task_id) % self.num_columns
     if skip_later_columns:
       branches = [
@@ -80,7 +85,7 @@ class ProgressiveActor(nn.Module):
     mu, log_std = jnp.split(out, 2, axis=-1)
     return mu, jnp.clip(log_std, LOG_STD_MIN, LOG_STD_MAX)
 
-  def _layers(self, observation_size: int) -> list[dict[str, Array]]:
+  def _layer_params(self, observation_size: int) -> list[dict[str, Array]]:
     """Every layer's parameters (see the class docstring), by their names without ``_l``."""
     pair_k, _ = column_pairs(self.num_columns)
     columns, n_in, layers = self.num_columns, observation_size, []
@@ -108,8 +113,8 @@ class ProgressiveActor(nn.Module):
 
 
 def _column_outputs(layers: list[dict[str, Array]], obs: Array, num_columns: int) -> list[Array]:
-  """The outputs [..., 2 action_size] of columns 0..num_columns-1, column by column in 2-D
-  matmuls: ``h_k^l`` of the module docstring."""
+  """The outputs [..., 2 action_size] of columns 0..num_columns-1 for obs [..., n_0], column
+  by column in 2-D matmuls: ``h_k^l`` of the module docstring."""
   h = [obs] * num_columns
   for l, layer in enumerate(layers):
     out = [h[k] @ layer["kernel"][k] + layer["bias"][k] for k in range(num_columns)]
@@ -161,7 +166,7 @@ def leaf_columns(name: str, num_columns: int) -> np.ndarray:
   return np.arange(num_columns)
 
 
-def _policy_skipping_later_columns(actor: ProgressiveActor):
+def _policy_skipping_later_columns(actor: ProgressiveActor) -> PolicyFn:
   """The training forward (``networks.plain_policy``'s) with ``skip_later_columns``: the SAC
   update's task id is one unbatched value for every seed, so the switch runs one branch."""
 
