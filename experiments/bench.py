@@ -299,10 +299,10 @@ def _twin_critic_one_first_matmul(params, obs: jax.Array, action: jax.Array) -> 
   hidden = jnp.split(nn.leaky_relu(x @ kernel + bias, LEAKY_SLOPE), 2, axis=-1)
   out = []
   for i, h in enumerate(hidden):
-    layers = [p[f"q_{i}"][f"Dense_{l}"] for l in range(1, len(p[f"q_{i}"]))]
-    for layer in layers[:-1]:
+    *hidden_layers, last = [p[f"q_{i}"][f"Dense_{l}"] for l in range(1, len(p[f"q_{i}"]))]
+    for layer in hidden_layers:
       h = nn.leaky_relu(h @ layer["kernel"] + layer["bias"], LEAKY_SLOPE)
-    out.append((h @ layers[-1]["kernel"] + layers[-1]["bias"])[..., 0])
+    out.append((h @ last["kernel"] + last["bias"])[..., 0])
   return jnp.stack(out)
 
 

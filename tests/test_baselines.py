@@ -249,7 +249,7 @@ def test_pnn_training_forward_skipping_later_columns_equals_the_full_forward():
   obs = jax.random.normal(jax.random.key(1), (6, 3))
 
   def loss(params, task_id, skip):
-    mu, log_std = actor.apply(params, obs, task_id, skip_later_columns=skip)
+    mu, log_std = actor.clone(skip_later_columns=skip).apply(params, obs, task_id)
     return jnp.sum(jnp.sin(mu)) + jnp.sum(log_std**2)
 
   value_and_grad = jax.jit(jax.value_and_grad(loss), static_argnums=2)
@@ -281,12 +281,12 @@ def test_pnn_update_forward_reads_no_column_after_the_tasks():
     return jnp.sum(mu) + jnp.sum(log_std)
 
   training = lambda p, o, t: networks.policy(p, o, t, key)  # noqa: E731
-  full = jax.jit(jax.value_and_grad(loss), static_argnums=2)
+  value_and_grad = jax.jit(jax.value_and_grad(loss), static_argnums=2)
   for task_id in range(CFG.max_tasks - 1):
-    value, grads = full(poison_after(task_id), jnp.int32(task_id), training)
+    value, grads = value_and_grad(poison_after(task_id), jnp.int32(task_id), training)
     assert np.isfinite(value), task_id
     assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads)), task_id
-  _, grads = full(poison_after(0), jnp.int32(0), networks.actor.apply)
+  _, grads = value_and_grad(poison_after(0), jnp.int32(0), networks.actor.apply)
   assert not all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
 
 

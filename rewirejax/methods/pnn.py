@@ -35,7 +35,6 @@ from rewirejax.networks import (
   stacked_torch_linear_init,
   torch_bias_init,
 )
-from rewirejax.sac import PolicyFn
 from rewirejax.types import Array
 
 PNN_WIDTH = 96  # The reference's column width.
@@ -60,22 +59,23 @@ class ProgressiveActor(nn.Module):
   one column's forward and the last all C. Only for an unbatched task id: under a ``vmap`` over
   task ids (evaluation) a switch runs every branch. The SAC update uses it; acting keeps the
   default, every column at once, since its 16-observation forward is a small share of the
-  work. The update's program traces C (C + 1) / 2 column forwards, so its compile grows as C^2.
+  work (the same parameters serve both: ``make_pnn`` clones the actor with the flag on for the
+  training forward). The update's program traces C (C + 1) / 2 column forwards, so its
+  compile grows as C^2.
   """
 
   action_size: int
   num_columns: int
   hidden_sizes: tuple[int, ...] = (PNN_WIDTH,) * 3
+  skip_later_columns: bool = False
 
   @nn.compact
-  def __call__(
-    self, obs: Array, task_id: Array, skip_later_columns: bool = False
-  ) -> tuple[Array, Array]:
-    """Args: obs [..., n_0]; task_id int32 scalar (traced ok); skip_later_columns as above.
+  def __call__(self, obs: Array, task_id: Array) -> tuple[Array, Array]:
+    """Args: obs [..., n_0]; task_id int32 scalar (traced ok).
     Returns mu, log_std [..., action_size]."""
     layers = self._layer_params(obs.shape[-1])
     column = jnp.asarray(task_id) % self.num_columns
-    if skip_later_columns:
+    if self.skip_later_columns:
       branches = [
         functools.partial(_last_column, num_columns=k + 1) for k in range(self.num_columns)
       ]
@@ -166,17 +166,6 @@ def leaf_columns(name: str, num_columns: int) -> np.ndarray:
   return np.arange(num_columns)
 
 
-def _policy_skipping_later_columns(actor: ProgressiveActor) -> PolicyFn:
-  """The training forward (``networks.plain_policy``'s) with ``skip_later_columns``: the SAC
-  update's task id is one unbatched value for every seed, so the switch runs one branch."""
-
-  def policy(actor_params, obs: Array, task_id: Array, key) -> tuple[Array, Array]:
-    del key
-    return actor.apply(actor_params, obs, task_id, skip_later_columns=True)
-
-  return policy
-
-
 @dataclasses.dataclass(frozen=True)
 class PNNConfig:
   """PNN's options."""
@@ -197,7 +186,9 @@ def make_pnn(cfg, options: PNNConfig) -> base.Method:
     depth = len(cfg.sac.hidden_sizes)
     actor = ProgressiveActor(action_size, max_tasks, (width,) * depth)
     critic = networks_lib.TwinCritic(cfg.sac.hidden_sizes)
-    return networks_lib.SACNetworks(actor, critic, _policy_skipping_later_columns(actor))
+    # The SAC update's task id is one unbatched value for every seed: the switch runs one branch.
+    training_actor = actor.clone(skip_later_columns=True)
+    return networks_lib.SACNetworks(actor, critic, networks_lib.plain_policy(training_actor))
 
   def mask_grads(grads, state, task_id):
     del state
